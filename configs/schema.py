@@ -1,0 +1,61 @@
+"""Hydra structured configs: the typed schema behind every entry point.
+
+Each entry point (train.py, sample.py, ...) has a root dataclass. Its group fields are typed
+(`model: ModelConfig`), so a YAML option or a command-line override with an unknown or mistyped
+key fails with an error that names the key. The `pos` group is one dataclass per encoding,
+registered here, so each encoding accepts only its own keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from data.config import DataConfig
+from model.config import POS_CONFIGS, ModelConfig, PosConfig
+from training.config import TrainConfig
+
+
+@dataclass
+class SampleJob:
+    """sample.py: checkpoint -> prompt -> KV-cached generation."""
+
+    model: ModelConfig = MISSING  # used only without a checkpoint (fresh model)
+    pos: PosConfig = MISSING
+    ckpt: Optional[str] = None  # a checkpoint file or a run directory (its ckpt_best/ckpt_last)
+    prompt: str = "Once upon a time"
+    max_new_tokens: int = 200
+    num_samples: int = 1
+    temperature: float = 0.8
+    top_k: Optional[int] = 200
+    top_p: Optional[float] = None
+    seed: int = 1337
+    device: str = "auto"
+    # What to do when the learned position table is full: "stop" with a message, or "slide"
+    # (re-prefill the last block_size tokens and go on).
+    overflow: str = "stop"
+
+
+@dataclass
+class TrainJob:
+    """train.py: config -> data -> model -> training loop."""
+
+    model: ModelConfig = MISSING
+    pos: PosConfig = MISSING
+    data: DataConfig = MISSING
+    train: TrainConfig = MISSING
+    out_dir: Optional[str] = None  # None: Hydra's run directory
+    resume: bool = False
+    seed: int = 1337
+
+
+def register_configs() -> None:
+    """Register the schemas; YAML files under configs/ fill them in."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainJob)
+    cs.store(name="sample_schema", node=SampleJob)
+    for name, cls in POS_CONFIGS.items():
+        cs.store(group="pos", name=name, node=cls)
