@@ -16,7 +16,7 @@ from omegaconf import MISSING
 
 from data.config import DataConfig
 from model.config import POS_CONFIGS, ModelConfig, PosConfig
-from training.config import TrainConfig
+from training.config import TrainConfig, WandbConfig
 
 
 @dataclass
@@ -47,8 +47,9 @@ class TrainJob:
     pos: PosConfig = MISSING
     data: DataConfig = MISSING
     train: TrainConfig = MISSING
+    wandb: WandbConfig = field(default_factory=WandbConfig)
     out_dir: Optional[str] = None  # None: Hydra's run directory
-    resume: bool = False
+    resume: bool = False  # continue from <out_dir>/ckpt_last.pt
     seed: int = 1337
 
 
