@@ -1,0 +1,8 @@
+"""The GPT model, its positional encodings, the KV cache and cached generation."""
+
+from model.config import ModelConfig, PosConfig, RopeScaling
+from model.gpt import GPT
+from model.kv_cache import KVCache
+from model.positional import PositionOutOfRange
+
+__all__ = ["GPT", "KVCache", "ModelConfig", "PosConfig", "PositionOutOfRange", "RopeScaling"]

@@ -1,0 +1,121 @@
+"""Causal self-attention and its backends.
+
+Backends (all equal to softmax(QK^T / sqrt(d) + bias + mask) V, tested against that formula):
+- SDPA with `is_causal=True`: no bias and no cached keys (the flash kernel on CUDA);
+- SDPA with no mask: a one-token decode step without bias (every cached key is visible);
+- SDPA with an additive float mask: bias encodings, and cached steps with several new tokens.
+  `is_causal` is aligned to the upper left, which is wrong once Tq != Tk, so the mask is built from
+  absolute positions (key position <= query position);
+- FlexAttention: bias encodings on CUDA without a cache; the bias becomes a `score_mod` and the
+  causal mask a block mask, so no (T, T) tensor is materialised.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.config import AttnBackend, ModelConfig
+from model.kv_cache import KVCache
+from model.positional import PositionalEncoding, Positions, Rotation
+from model.positional.base import ScoreMod
+
+
+class AttentionInputs:
+    """What every layer's attention needs from the positional encoding, built once per forward."""
+
+    def __init__(self, pos: PositionalEncoding, positions: Positions, backend: AttnBackend, use_flex: bool):
+        self.positions = positions
+        self.rotation: Optional[Rotation] = pos.rotation(positions)
+        self.rotate_cached_keys = self.rotation is not None and not pos.caches_rotated_keys
+        self.score_mod: Optional[ScoreMod] = pos.score_mod(positions) if use_flex else None
+        self.bias: Optional[Tensor] = None if use_flex else pos.bias(positions)
+
+
+def causal_float_mask(positions: Positions, dtype: torch.dtype) -> Tensor:
+    """(Tq, Tk) additive mask: 0 where key position <= query position, -inf elsewhere."""
+    visible = positions.k[None, :] <= positions.q[:, None]
+    mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+    return mask.masked_fill(~visible, float("-inf"))
+
+
+@lru_cache(maxsize=None)
+def _compiled_flex_attention():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+@lru_cache(maxsize=32)
+def _causal_block_mask(q_len: int, kv_len: int, device: str):
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def causal(b, h, q_idx, kv_idx):
+        return q_idx >= kv_idx
+
+    return create_block_mask(causal, B=None, H=None, Q_LEN=q_len, KV_LEN=kv_len, device=device)
+
+
+def flex_attend(q: Tensor, k: Tensor, v: Tensor, score_mod: ScoreMod) -> Tensor:
+    """FlexAttention over (B, H, T, D) inputs with a causal block mask (no cache)."""
+    block_mask = _causal_block_mask(q.shape[2], k.shape[2], str(q.device))
+    flex = _compiled_flex_attention() if q.is_cuda else _eager_flex()
+    # num_stages=2: a captured tensor in score_mod can exceed shared memory with the default
+    # configs ("No valid triton configs"), seen on an H100 with torch 2.11
+    options = {"num_stages": 2} if q.is_cuda else None
+    return flex(q, k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options)
+
+
+def _eager_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return flex_attention
+
+
+def sdpa_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, dropout_p: float) -> Tensor:
+    """scaled_dot_product_attention with the cheapest correct masking for this call."""
+    pos = inp.positions
+    if inp.bias is None and pos.start == 0:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if inp.bias is None and pos.length == 1:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    mask = causal_float_mask(pos, q.dtype)
+    if inp.bias is not None:
+        mask = inp.bias.to(q.dtype) + mask  # (H, Tq, Tk)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.n_embd % cfg.n_head:
+            raise ValueError(f"n_embd ({cfg.n_embd}) must be divisible by n_head ({cfg.n_head})")
+        self.n_head, self.n_embd, self.dropout = cfg.n_head, cfg.n_embd, cfg.dropout
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, inp: AttentionInputs, cache: Optional[KVCache], layer: int) -> Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        # (B, T, C) -> (B, T, H, D) -> (B, H, T, D)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if inp.rotation is not None:
+            q = inp.rotation.new(q)
+            if not inp.rotate_cached_keys:
+                k = inp.rotation.new(k)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, H, Tk, D), Tk = cached + T
+        if inp.rotate_cached_keys:
+            k = inp.rotation.all(k)
+        dropout_p = self.dropout if self.training else 0.0
+        if inp.score_mod is not None:
+            y = flex_attend(q, k, v, inp.score_mod)
+        else:
+            y = sdpa_attend(q, k, v, inp, dropout_p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)
+        return self.resid_dropout(self.c_proj(y))

@@ -1,0 +1,70 @@
+"""Rotary position embedding (Su et al. 2021, RoFormer) with inference-time context extension.
+
+Pairing: `half` (default) rotates (x[i], x[i + r/2]) as Hugging Face Llama and GPT-NeoX do, which
+keeps each rotation a pair of contiguous slices (no strided gathers) and lets checkpoints map
+one-to-one onto those models; `interleaved` rotates (x[2i], x[2i+1]) as the RoFormer paper and
+Meta's Llama. The two are the same function up to a fixed permutation of q and k channels.
+With `rotary_dim < head_dim` only the first `rotary_dim` channels rotate (GPT-NeoX partial rotary).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from model.config import ModelConfig, RopePos, RopeScaling, RopeScalingKind
+from model.positional.base import PositionalEncoding, Positions, Rotation
+from model.positional.rope_scaling import SCALINGS
+
+
+def rotate_half_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x (..., T, D), cos/sin (T, r) with each frequency repeated over both halves."""
+    r, cos, sin = cos.shape[-1], cos.to(x.dtype), sin.to(x.dtype)
+    xr, rest = x[..., :r], x[..., r:]
+    x1, x2 = xr[..., : r // 2], xr[..., r // 2 :]
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return torch.cat((xr * cos + rotated * sin, rest), dim=-1)
+
+
+def rotate_interleaved_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """x (..., T, D), cos/sin (T, r) with each frequency repeated at channels 2i and 2i+1."""
+    r, cos, sin = cos.shape[-1], cos.to(x.dtype), sin.to(x.dtype)
+    xr, rest = x[..., :r], x[..., r:]
+    pairs = xr.unflatten(-1, (r // 2, 2))  # (..., T, r/2, 2)
+    rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # (..., T, r)
+    return torch.cat((xr * cos + rotated * sin, rest), dim=-1)
+
+
+class RotaryPositions(PositionalEncoding):
+    def __init__(self, cfg: ModelConfig, pos: RopePos):
+        super().__init__()
+        head_dim = cfg.n_embd // cfg.n_head
+        self.rotary_dim = pos.rotary_dim if pos.rotary_dim is not None else head_dim
+        if self.rotary_dim % 2 or not 0 < self.rotary_dim <= head_dim:
+            raise ValueError(
+                f"pos.rotary_dim must be even and in (0, head_dim={head_dim}], got {self.rotary_dim}"
+            )
+        self.base, self.pairing, self.block_size = pos.base, pos.pairing.value, cfg.block_size
+        self.set_scaling(pos.scaling)
+
+    def set_scaling(self, scaling: RopeScaling) -> None:
+        """Switch the context extension (no retraining; takes effect at the next forward)."""
+        kind = RopeScalingKind(scaling.kind)
+        if kind != RopeScalingKind.none and scaling.factor < 1:
+            raise ValueError(f"pos.scaling.factor must be >= 1, got {scaling.factor}")
+        self.scaling = scaling
+        self.original_len = scaling.original_max_len or self.block_size
+        self._scale_fn = SCALINGS[kind]
+        # dynamic NTK changes every key's rotation as the sequence grows: cache unrotated keys
+        self.caches_rotated_keys = kind != RopeScalingKind.dynamic
+
+    def rotation(self, positions: Positions) -> Rotation:
+        inv_freq, attention_factor = self._scale_fn(
+            self.base, self.rotary_dim, self.scaling, self.original_len, positions.total
+        )
+        angles = positions.k.float()[:, None] * inv_freq.to(positions.k.device)[None, :]  # (Tk, r/2)
+        if self.pairing == "half":
+            angles, apply = torch.cat((angles, angles), dim=-1), rotate_half_pairs  # (Tk, r)
+        else:
+            angles, apply = angles.repeat_interleave(2, dim=-1), rotate_interleaved_pairs  # (Tk, r)
+        return Rotation(apply, angles.cos() * attention_factor, angles.sin() * attention_factor)
