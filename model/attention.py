@@ -31,7 +31,6 @@ class AttentionInputs:
     def __init__(self, pos: PositionalEncoding, positions: Positions, backend: AttnBackend, use_flex: bool):
         self.positions = positions
         self.rotation: Optional[Rotation] = pos.rotation(positions)
-        self.rotate_cached_keys = self.rotation is not None and not pos.caches_rotated_keys
         self.score_mod: Optional[ScoreMod] = pos.score_mod(positions) if use_flex else None
         self.bias: Optional[Tensor] = None if use_flex else pos.bias(positions)
 
@@ -104,14 +103,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, T, H, D) -> (B, H, T, D)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        if inp.rotation is not None:
-            q = inp.rotation.new(q)
-            if not inp.rotate_cached_keys:
-                k = inp.rotation.new(k)
+        if inp.rotation is not None:  # the cache keeps rotated keys
+            q, k = inp.rotation.new(q), inp.rotation.new(k)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, H, Tk, D), Tk = cached + T
-        if inp.rotate_cached_keys:
-            k = inp.rotation.all(k)
         dropout_p = self.dropout if self.training else 0.0
         if inp.score_mod is not None:
             y = flex_attend(q, k, v, inp.score_mod)

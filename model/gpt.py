@@ -91,6 +91,8 @@ class GPT(nn.Module):
                 return False  # nothing to express as a score_mod, or a cached decode step
             if self.training and self.cfg.dropout > 0:
                 raise ValueError("attn_backend=flex has no attention dropout: set model.dropout=0")
+            if not x.is_cuda and torch.is_grad_enabled():
+                raise ValueError("FlexAttention has no backward on CPU: use model.attn_backend=sdpa")
             return True
         auto = backend == AttnBackend.auto and is_bias and x.is_cuda and cache is None
         return auto and not (self.training and self.cfg.dropout > 0)

@@ -56,8 +56,11 @@ class PositionalEncoding(nn.Module):
 
     #: Longest sequence the encoding can represent (None: unbounded).
     max_positions: Optional[int] = None
-    #: False when the KV cache must keep unrotated keys (dynamic NTK re-rotates them every step).
-    caches_rotated_keys: bool = True
+
+    def recompute_on_growth(self, total: int) -> bool:
+        """True when growing the sequence to `total` tokens changes how earlier positions are
+        encoded, so every cached key and value (of every layer) is stale and must be recomputed."""
+        return False
 
     def embed(self, positions: Positions) -> Optional[Tensor]:
         """(Tq, C) vectors added to the token embeddings of the new tokens, or None."""
@@ -81,18 +84,11 @@ class PositionalEncoding(nn.Module):
 
 
 class Rotation:
-    """cos/sin tables over the key positions `0 .. total - 1` of one forward.
-
-    `new(x)` rotates the (B, H, Tq, D) queries or keys of the new tokens (the last Tq rows of the
-    table); `all(x)` rotates (B, H, Tk, D) keys of every position (dynamic NTK re-rotates the cache).
-    """
+    """cos/sin tables for the query positions of one forward; `new(x)` rotates the (B, H, Tq, D)
+    queries or keys of the new tokens."""
 
     def __init__(self, apply: Callable[[Tensor, Tensor, Tensor], Tensor], cos: Tensor, sin: Tensor):
-        self._apply, self.cos, self.sin = apply, cos, sin  # cos, sin: (Tk, rotary_dim)
+        self._apply, self.cos, self.sin = apply, cos, sin  # cos, sin: (Tq, rotary_dim)
 
     def new(self, x: Tensor) -> Tensor:
-        t = x.shape[-2]
-        return self._apply(x, self.cos[-t:], self.sin[-t:])
-
-    def all(self, x: Tensor) -> Tensor:
         return self._apply(x, self.cos, self.sin)

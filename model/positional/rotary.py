@@ -55,16 +55,20 @@ class RotaryPositions(PositionalEncoding):
         self.scaling = scaling
         self.original_len = scaling.original_max_len or self.block_size
         self._scale_fn = SCALINGS[kind]
-        # dynamic NTK changes every key's rotation as the sequence grows: cache unrotated keys
-        self.caches_rotated_keys = kind != RopeScalingKind.dynamic
+
+    def recompute_on_growth(self, total: int) -> bool:
+        # Dynamic NTK sets the frequencies of every position from the current length. Re-rotating
+        # cached keys would not be enough: deeper layers' keys and values were computed from
+        # hidden states under the old frequencies. So past the original length, recompute.
+        return self.scaling.kind == RopeScalingKind.dynamic and total > self.original_len
 
     def rotation(self, positions: Positions) -> Rotation:
         inv_freq, attention_factor = self._scale_fn(
             self.base, self.rotary_dim, self.scaling, self.original_len, positions.total
         )
-        angles = positions.k.float()[:, None] * inv_freq.to(positions.k.device)[None, :]  # (Tk, r/2)
+        angles = positions.q.float()[:, None] * inv_freq.to(positions.q.device)[None, :]  # (Tq, r/2)
         if self.pairing == "half":
-            angles, apply = torch.cat((angles, angles), dim=-1), rotate_half_pairs  # (Tk, r)
+            angles, apply = torch.cat((angles, angles), dim=-1), rotate_half_pairs  # (Tq, r)
         else:
-            angles, apply = angles.repeat_interleave(2, dim=-1), rotate_interleaved_pairs  # (Tk, r)
+            angles, apply = angles.repeat_interleave(2, dim=-1), rotate_interleaved_pairs  # (Tq, r)
         return Rotation(apply, angles.cos() * attention_factor, angles.sin() * attention_factor)

@@ -1,0 +1,100 @@
+"""Sample stories from a checkpoint (or a fresh model) with KV-cached generation.
+
+    python sample.py ckpt=runs/rope prompt="Once upon a time" max_new_tokens=200 seed=1
+    python sample.py ckpt=runs/rope/ckpt_best.pt num_samples=3 temperature=0.7 top_p=0.9
+    python sample.py                      # a freshly initialised model (says so): smoke test
+
+Options (Hydra overrides): ckpt, prompt, max_new_tokens, num_samples, temperature (0: greedy),
+top_k, top_p, seed, device, overflow (stop|slide, for the learned table); without ckpt also
+model=tiny|small|gpt2 and pos=<encoding>. `python sample.py --help` lists the full config.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import hydra
+import tiktoken
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from configs.schema import register_configs
+from model.generate import ContextFull, generate, validate_sampling
+from training.build import build_model
+from training.checkpoint import CheckpointError, load_model
+
+register_configs()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load(cfg: DictConfig, device: torch.device):
+    if cfg.ckpt is None:
+        model = build_model(cfg.model, cfg.pos).to(device).eval()
+        print(
+            f"note: no ckpt given, sampling from a freshly initialised {cfg.pos.name} model "
+            "(random weights: expect gibberish). Pass ckpt=RUN_DIR_OR_FILE for a trained one.",
+            file=sys.stderr,
+        )
+        return model
+    model, _ = load_model(cfg.ckpt, device)
+    return model
+
+
+@hydra.main(version_base=None, config_path="configs", config_name="sample")
+def main(cfg: DictConfig) -> None:
+    device = pick_device(cfg.device)
+    try:
+        validate_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.overflow)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    try:
+        model = load(cfg, device)
+    except CheckpointError as e:
+        sys.exit(f"error: {e}")
+    enc = tiktoken.get_encoding("gpt2")
+    prompt = enc.encode(cfg.prompt, allowed_special={"<|endoftext|>"}) or [enc.eot_token]
+    idx = torch.tensor([prompt], dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    total_tokens, start = 0, time.perf_counter()
+    for i in range(cfg.num_samples):
+        if cfg.num_samples > 1:
+            print(f"--- sample {i + 1}/{cfg.num_samples} ---")
+        try:
+            stream = generate(
+                model, idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
+                generator, stop_token=enc.eot_token, overflow=cfg.overflow,
+            )
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        print(cfg.prompt, end="", flush=True)
+        tokens, printed = [], 0
+        try:
+            for token in stream:
+                t = int(token[0])
+                tokens.append(t)
+                if t == enc.eot_token:
+                    break
+                text = enc.decode(tokens)
+                if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+                    print(text[printed:], end="", flush=True)
+                    printed = len(text)
+        except ContextFull as e:
+            print(f"\n[{e}]", file=sys.stderr)
+        total_tokens += len(tokens)
+        print()
+    elapsed = time.perf_counter() - start
+    print(
+        f"[{cfg.num_samples} sample(s), {total_tokens} new tokens in {elapsed:.2f}s, "
+        f"{total_tokens / max(elapsed, 1e-9):.1f} tokens/s, pos={model.pos_cfg.name}, device={device}]",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

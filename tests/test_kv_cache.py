@@ -1,0 +1,88 @@
+"""The KV cache reproduces a full forward, for every encoding and every RoPE scaling."""
+
+import pytest
+import torch
+
+from model import KVCache, PositionOutOfRange
+from model.generate import CachedDecoder
+from tests.model_helpers import ENCODINGS, SCALINGS, tiny_model
+
+CASES = [(e, "none") for e in ENCODINGS] + [("rope", s) for s in SCALINGS if s != "none"]
+
+
+def decoder_logits(model, idx, prefill: int) -> torch.Tensor:
+    """CachedDecoder (what generation uses): prefill, then one step per token; (B, T - prefill + 1, V)."""
+    decoder = CachedDecoder(model, idx.shape[0], idx.shape[1])
+    outs = [decoder.prefill(idx[:, :prefill])]
+    outs += [decoder.step(idx[:, t]) for t in range(prefill, idx.shape[1])]
+    return torch.stack(outs, dim=1)
+
+
+def cached_logits(model, idx, prefill: int, chunk: int = 1) -> torch.Tensor:
+    """Raw cache: prefill `prefill` tokens, then feed the rest `chunk` at a time; (B, T, V) logits."""
+    cache = KVCache.for_model(model, idx.shape[0], idx.shape[1])
+    outs = [model(idx[:, :prefill], cache=cache)[0]]
+    for t in range(prefill, idx.shape[1], chunk):
+        outs.append(model(idx[:, t : t + chunk], cache=cache)[0])
+    assert cache.length == idx.shape[1]
+    return torch.cat(outs, dim=1)
+
+
+@pytest.mark.parametrize("encoding,scaling", CASES)
+def test_prefill_then_decode_equals_full_forward(encoding, scaling):
+    # block_size 32, 48 tokens: RoPE scalings act past the training length (learned stays inside)
+    model = tiny_model(encoding, scaling)
+    n_tokens = 32 if encoding == "learned" else 48
+    idx = torch.randint(0, 101, (3, n_tokens), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        stepped = decoder_logits(model, idx, prefill=20)  # logits after tokens 19 .. T-1
+        if scaling == "dynamic":
+            # dynamic NTK sets every position's frequencies from the current length, so a full
+            # forward over n + m tokens is not causal; each step must equal the full forward over
+            # exactly the tokens it has seen
+            for i, t in enumerate(range(19, n_tokens)):
+                full_prefix = model(idx[:, : t + 1])[0][:, -1]
+                torch.testing.assert_close(stepped[:, i], full_prefix, atol=1e-4, rtol=0)
+        else:
+            full = model(idx)[0]
+            diff = (stepped - full[:, 19:]).abs().max()
+            assert diff <= 1e-4, f"{encoding}/{scaling} decoder: max abs diff {diff}"
+            for chunk in (1, 5):
+                diff = (cached_logits(model, idx, prefill=20, chunk=chunk) - full).abs().max()
+                assert diff <= 1e-4, f"{encoding}/{scaling} chunk {chunk}: max abs diff {diff}"
+
+
+def test_dynamic_scaling_is_active_past_training_length():
+    """Guard for the test above: with dynamic NTK the prefix forward differs from no scaling."""
+    idx = torch.randint(0, 101, (1, 48), generator=torch.Generator().manual_seed(2))
+    dyn, plain = tiny_model("rope", "dynamic"), tiny_model("rope", "none")
+    with torch.no_grad():
+        # no change up to block_size, a change past it
+        torch.testing.assert_close(dyn(idx[:, :32])[0], plain(idx[:, :32])[0], atol=1e-5, rtol=0)
+        assert not torch.allclose(dyn(idx)[0][:, -1], plain(idx)[0][:, -1], atol=1e-3)
+
+
+def test_only_dynamic_recomputes_and_only_past_training_length():
+    assert tiny_model("rope", "dynamic").pos.recompute_on_growth(33)
+    assert not tiny_model("rope", "dynamic").pos.recompute_on_growth(32)
+    for encoding, scaling in CASES:
+        if scaling != "dynamic":
+            assert not tiny_model(encoding, scaling).pos.recompute_on_growth(10_000)
+
+
+def test_learned_table_overflow_is_a_clear_error():
+    model = tiny_model("learned")
+    cache = KVCache.for_model(model, 1, 40)
+    with torch.no_grad():
+        model(torch.zeros(1, 32, dtype=torch.long), cache=cache)
+        with pytest.raises(PositionOutOfRange, match="learned position table"):
+            model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+        with pytest.raises(PositionOutOfRange, match="32 positions"):
+            model(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_cache_overflow_is_a_clear_error():
+    model = tiny_model("rope")
+    cache = KVCache.for_model(model, 1, 8)
+    with torch.no_grad(), pytest.raises(ValueError, match="KV cache full"):
+        model(torch.zeros(1, 9, dtype=torch.long), cache=cache)
