@@ -53,10 +53,19 @@ class TrainJob:
     seed: int = 1337
 
 
+@dataclass
+class PrepareJob:
+    """data/prepare.py: text -> tiktoken token ids in train.bin / val.bin + meta.json."""
+
+    data: DataConfig = MISSING
+    force: bool = False  # tokenize again even when meta.json says the files are up to date
+
+
 def register_configs() -> None:
     """Register the schemas; YAML files under configs/ fill them in."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainJob)
     cs.store(name="sample_schema", node=SampleJob)
+    cs.store(name="prepare_schema", node=PrepareJob)
     for name, cls in POS_CONFIGS.items():
         cs.store(group="pos", name=name, node=cls)

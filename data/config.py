@@ -13,6 +13,13 @@ class DataSource(str, Enum):
 
 @dataclass
 class DataConfig:
+    """One corpus. Paths are relative to the project root (the folder holding train.py).
+
+    The validation text comes from the source's own validation split (`val_files`, or the hub's
+    `validation` split); `val_fraction` holds out a seeded random share of the training stories
+    instead, for sources that have none. Setting both is an error.
+    """
+
     name: str = "tinystories_local"
     source: DataSource = DataSource.local
     hub_dataset: str = "roneneldan/TinyStories"
@@ -20,5 +27,9 @@ class DataConfig:
     val_files: list[str] = field(default_factory=list)
     # Fraction of the training stories held out when the source has no validation split.
     val_fraction: float = 0.0
+    split_seed: int = 1337  # which stories val_fraction holds out
+    text_column: str = "text"  # the column of .jsonl/.json/.parquet files and hub datasets
+    tokenizer: str = "gpt2"  # a tiktoken encoding; its ids must fit uint16
     # Folder that receives train.bin, val.bin and meta.json (relative to the project root).
     cache_dir: str = "data/cache/tinystories_local"
+    num_proc: int = 0  # tokenizer processes; 0: one per available CPU core
