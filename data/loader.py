@@ -1,0 +1,148 @@
+"""Batches of token windows from a prepared split: seeded random ones to train, fixed ones to validate.
+
+    folder = ensure_prepared(cfg.data)                      # data/prepare.py
+    train = TrainBatches(load_tokens(folder, "train"), batch_size=16, block_size=256,
+                         seed=cfg.seed, rank=rank, device=device)
+    x, y = train.get(step)                                  # (B, T) int64 each, y = x shifted by one
+    for x, y in val_batches(load_tokens(folder, "val"), 16, 256, max_batches=20, device=device):
+        ...
+
+A window is `block_size + 1` consecutive tokens; x is its first `block_size`, y its last. Windows
+cross story boundaries (the end-of-text token between stories is part of the stream), as in GPT-2
+and nanoGPT. `block_size` is any length: the long-context evaluation asks for windows longer than
+the training context.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from data.tokens import DataError, load_tokens, read_meta
+
+__all__ = ["TrainBatches", "ValBatches", "val_batches", "count_windows", "load_tokens", "read_meta"]
+
+
+def count_windows(num_tokens: int, block_size: int) -> int:
+    """How many non-overlapping `block_size + 1` windows fit: consecutive windows share one token
+    (the last target of one is the first input of the next), so every token but the first is
+    predicted exactly once across them."""
+    return max(0, (num_tokens - 1) // block_size)
+
+
+def _check_fits(tokens: np.ndarray, block_size: int, what: str) -> None:
+    if block_size < 1:
+        raise DataError(f"block_size={block_size}: must be at least 1")
+    if len(tokens) < block_size + 1:
+        name = getattr(tokens, "filename", None) or "the token array"
+        raise DataError(
+            f"{what}: {name} has {len(tokens)} tokens, too few for one window of block_size + 1 = "
+            f"{block_size + 1}; use a shorter block_size or a larger split"
+        )
+
+
+def _to_device(windows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T + 1) uint16 windows -> x, y (B, T) int64 on `device` (pinned, non-blocking on CUDA)."""
+    buf = torch.from_numpy(windows.astype(np.int64))
+    if device.type == "cuda":
+        buf = buf.pin_memory().to(device, non_blocking=True)
+    else:
+        buf = buf.to(device)
+    return buf[:, :-1], buf[:, 1:]
+
+
+class TrainBatches:
+    """Random training windows whose draw depends only on (seed, rank, step, micro_step).
+
+    `get(step)` builds a fresh generator from those numbers, so the batches do not depend on what
+    was drawn before: a run resumed at step k sees exactly the batches the uninterrupted run saw
+    (nothing to checkpoint but the seed), and each DDP rank draws its own stream. Window starts are
+    uniform over every position where a whole window fits, so no window runs past the end.
+
+    tokens: a 1-D array of token ids, usually `load_tokens(folder, "train")` (a uint16 memmap).
+    batch_size: windows per batch (per process, per micro-step).
+    block_size: the input length T; each window reads T + 1 tokens.
+    seed, rank: the run's seed and this process's DDP rank (both >= 0).
+    device: where the batches go; on CUDA through pinned memory with non-blocking copies.
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        batch_size: int,
+        block_size: int,
+        seed: int,
+        rank: int = 0,
+        device: str | torch.device = "cpu",
+    ):
+        _check_fits(tokens, block_size, "training split")
+        if seed < 0 or rank < 0:
+            raise DataError(f"seed={seed}, rank={rank}: both must be >= 0")
+        self.tokens, self.batch_size, self.block_size = tokens, batch_size, block_size
+        self.seed, self.rank, self.device = seed, rank, torch.device(device)
+        self._offsets = np.arange(block_size + 1)
+
+    def starts(self, step: int, micro_step: int = 0) -> np.ndarray:
+        """The (batch_size,) window starts of one batch: what `get` reads, without reading it."""
+        rng = np.random.default_rng([self.seed, self.rank, step, micro_step])
+        return rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)
+
+    def get(self, step: int, micro_step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch of optimizer step `step` (micro-batch `micro_step` under gradient accumulation):
+        x, y of shape (batch_size, block_size), int64; y[:, t] is the token after x[:, t]."""
+        windows = self.tokens[self.starts(step, micro_step)[:, None] + self._offsets]  # (B, T + 1)
+        return _to_device(np.asarray(windows), self.device)
+
+
+class ValBatches:
+    """Deterministic validation batches: non-overlapping windows in a fixed order.
+
+    All `count_windows(len(tokens), block_size)` windows by default; with `max_batches`, the
+    `max_batches * batch_size` windows spread evenly over the split (same every time), so a short
+    evaluation still sees the whole split rather than its first stories. The last batch may be
+    smaller than `batch_size`. Index with `get(i)` (e.g. round-robin over DDP ranks) or iterate.
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        batch_size: int,
+        block_size: int,
+        max_batches: int | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        _check_fits(tokens, block_size, "validation split")
+        self.tokens, self.batch_size, self.block_size = tokens, batch_size, block_size
+        self.device = torch.device(device)
+        total = count_windows(len(tokens), block_size)
+        keep = total if max_batches is None else min(total, max_batches * batch_size)
+        # Evenly spaced, distinct window indices (all of them when keep == total; floor, not
+        # round, keeps them distinct), times the window stride.
+        self.starts = np.floor(np.linspace(0, total - 1, keep)).astype(np.int64) * block_size
+        self._offsets = np.arange(block_size + 1)
+
+    def __len__(self) -> int:
+        return -(-len(self.starts) // self.batch_size)
+
+    def get(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch i (0 <= i < len(self)): x, y of shape (<= batch_size, block_size), int64."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"validation batch {i} out of range (0 .. {len(self) - 1})")
+        starts = self.starts[i * self.batch_size : (i + 1) * self.batch_size]
+        return _to_device(np.asarray(self.tokens[starts[:, None] + self._offsets]), self.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return (self.get(i) for i in range(len(self)))
+
+
+def val_batches(
+    tokens: np.ndarray,
+    batch_size: int,
+    block_size: int,
+    max_batches: int | None = None,
+    device: str | torch.device = "cpu",
+) -> ValBatches:
+    """The deterministic validation batches of `tokens` (see ValBatches); iterate for (x, y)."""
+    return ValBatches(tokens, batch_size, block_size, max_batches, device)
