@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.config import AttnBackend, ModelConfig
+from model.config import ModelConfig
 from model.kv_cache import KVCache
 from model.positional import PositionalEncoding, Positions, Rotation
 from model.positional.base import ScoreMod
@@ -28,7 +28,7 @@ from model.positional.base import ScoreMod
 class AttentionInputs:
     """What every layer's attention needs from the positional encoding, built once per forward."""
 
-    def __init__(self, pos: PositionalEncoding, positions: Positions, backend: AttnBackend, use_flex: bool):
+    def __init__(self, pos: PositionalEncoding, positions: Positions, use_flex: bool):
         self.positions = positions
         self.rotation: Optional[Rotation] = pos.rotation(positions)
         self.score_mod: Optional[ScoreMod] = pos.score_mod(positions) if use_flex else None
@@ -43,10 +43,11 @@ def causal_float_mask(positions: Positions, dtype: torch.dtype) -> Tensor:
 
 
 @lru_cache(maxsize=None)
-def _compiled_flex_attention():
+def _flex_attention(compiled: bool):
+    """FlexAttention needs torch.compile for its fused kernel (CUDA); eager runs the math (CPU)."""
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)
+    return torch.compile(flex_attention, dynamic=False) if compiled else flex_attention
 
 
 @lru_cache(maxsize=32)
@@ -62,17 +63,11 @@ def _causal_block_mask(q_len: int, kv_len: int, device: str):
 def flex_attend(q: Tensor, k: Tensor, v: Tensor, score_mod: ScoreMod) -> Tensor:
     """FlexAttention over (B, H, T, D) inputs with a causal block mask (no cache)."""
     block_mask = _causal_block_mask(q.shape[2], k.shape[2], str(q.device))
-    flex = _compiled_flex_attention() if q.is_cuda else _eager_flex()
+    flex = _flex_attention(compiled=q.is_cuda)
     # num_stages=2: a captured tensor in score_mod can exceed shared memory with the default
     # configs ("No valid triton configs"), seen on an H100 with torch 2.11
     options = {"num_stages": 2} if q.is_cuda else None
     return flex(q, k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options)
-
-
-def _eager_flex():
-    from torch.nn.attention.flex_attention import flex_attention
-
-    return flex_attention
 
 
 def sdpa_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, dropout_p: float) -> Tensor:

@@ -119,7 +119,7 @@ class GPT(nn.Module):
         if pe is not None:
             x = x + pe.to(x.dtype)
         x = self.drop(x)
-        inp = AttentionInputs(self.pos, positions, self.cfg.attn_backend, self._use_flex(idx, cache))
+        inp = AttentionInputs(self.pos, positions, use_flex=self._use_flex(idx, cache))
         for layer, block in enumerate(self.blocks):
             x = block(x, inp, cache, layer)
         if cache is not None:
