@@ -1,0 +1,74 @@
+"""sample.py end to end, as a user runs it."""
+
+import subprocess
+import sys
+from dataclasses import asdict
+
+import pytest
+import tiktoken
+import torch
+
+from model.generate import generate
+from tests.conftest import ROOT
+from tests.model_helpers import tiny_model
+from training.checkpoint import save_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def run_sample(*overrides):
+    return subprocess.run(
+        [sys.executable, "sample.py", *overrides], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny learned-PE model saved the way train.py saves it, vocabulary GPT-2's."""
+    model = tiny_model("learned", vocab_size=50257, block_size=16)
+    config = {"model": asdict(model.cfg) | {"attn_backend": "auto"}, "pos": asdict(model.pos_cfg)}
+    path = tmp_path_factory.mktemp("run") / "ckpt_best.pt"
+    save_checkpoint({"model": model.state_dict(), "config": config}, path)
+    return path, model
+
+
+def test_greedy_sample_from_checkpoint_matches_generate(checkpoint):
+    path, model = checkpoint
+    result = run_sample(f"ckpt={path.parent}", "prompt=Once upon", "temperature=0", "max_new_tokens=8")
+    assert result.returncode == 0, result.stderr
+    enc = tiktoken.get_encoding("gpt2")
+    prompt = torch.tensor([enc.encode("Once upon")])
+    tokens = [int(t) for t in generate(model, prompt, 8, temperature=0.0, stop_token=enc.eot_token)]
+    tokens = tokens[: tokens.index(enc.eot_token)] if enc.eot_token in tokens else tokens
+    assert result.stdout.splitlines()[0] == "Once upon" + enc.decode(tokens)
+    assert "new tokens" in result.stderr and "pos=learned" in result.stderr
+
+
+def test_without_checkpoint_samples_a_fresh_model_and_says_so():
+    result = run_sample("max_new_tokens=4", "model.n_layer=1", "model.n_embd=32", "model.n_head=2")
+    assert result.returncode == 0, result.stderr
+    assert "freshly initialised" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["temperature=-1"], "temperature must be >= 0"),
+        (["tempreature=1"], "tempreature"),
+        (["ckpt=/nonexistent/ckpt.pt"], "checkpoint not found: /nonexistent/ckpt.pt"),
+    ],
+)
+def test_bad_input_is_a_clear_error(overrides, message):
+    result = run_sample(*overrides)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_corrupt_checkpoint_and_long_prompt_are_clear_errors(checkpoint, tmp_path):
+    path, _ = checkpoint
+    broken = tmp_path / "ckpt_last.pt"
+    broken.write_bytes(path.read_bytes()[:1000])
+    result = run_sample(f"ckpt={broken}")
+    assert result.returncode != 0 and f"checkpoint {broken} is corrupt or truncated" in result.stderr
+    result = run_sample(f"ckpt={path}", "prompt=" + "Once upon a time " * 10)
+    assert result.returncode != 0 and "learned position table holds 16" in result.stderr
