@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from model.config import ModelConfig
 from model.kv_cache import KVCache
 from model.positional import PositionalEncoding, Positions, Rotation
-from model.positional.base import ScoreMod
+from model.positional.base import GradHook, ScoreMod
 
 
 class AttentionInputs:
@@ -32,6 +32,7 @@ class AttentionInputs:
         self.positions = positions
         self.rotation: Optional[Rotation] = pos.rotation(positions)
         self.score_mod: Optional[ScoreMod] = pos.score_mod(positions) if use_flex else None
+        self.score_mod_grad: Optional[GradHook] = pos.score_mod_grad(positions) if use_flex else None
         self.bias: Optional[Tensor] = None if use_flex else pos.bias(positions)
 
 
@@ -60,14 +61,21 @@ def _causal_block_mask(q_len: int, kv_len: int, device: str):
     return create_block_mask(causal, B=None, H=None, Q_LEN=q_len, KV_LEN=kv_len, device=device)
 
 
-def flex_attend(q: Tensor, k: Tensor, v: Tensor, score_mod: ScoreMod) -> Tensor:
-    """FlexAttention over (B, H, T, D) inputs with a causal block mask (no cache)."""
+def flex_attend(q: Tensor, k: Tensor, v: Tensor, score_mod: ScoreMod) -> tuple[Tensor, Tensor]:
+    """FlexAttention over (B, H, T, D) inputs with a causal block mask (no cache).
+    Returns the output and each query's log-sum-exp of scores (B, H, T)."""
+    from torch.nn.attention.flex_attention import AuxRequest
+
     block_mask = _causal_block_mask(q.shape[2], k.shape[2], str(q.device))
     flex = _flex_attention(compiled=q.is_cuda)
     # num_stages=2: a captured tensor in score_mod can exceed shared memory with the default
     # configs ("No valid triton configs"), seen on an H100 with torch 2.11
     options = {"num_stages": 2} if q.is_cuda else None
-    return flex(q, k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options)
+    out, aux = flex(
+        q, k, v, score_mod=score_mod, block_mask=block_mask, kernel_options=options,
+        return_aux=AuxRequest(lse=True),
+    )
+    return out, aux.lse
 
 
 def sdpa_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, dropout_p: float) -> Tensor:
@@ -104,7 +112,9 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.update(layer, k, v)  # (B, H, Tk, D), Tk = cached + T
         dropout_p = self.dropout if self.training else 0.0
         if inp.score_mod is not None:
-            y = flex_attend(q, k, v, inp.score_mod)
+            y, lse = flex_attend(q, k, v, inp.score_mod)
+            if inp.score_mod_grad is not None:
+                y = inp.score_mod_grad(y, q, k, v, lse)
         else:
             y = sdpa_attend(q, k, v, inp, dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)

@@ -47,7 +47,7 @@ def test_flex_score_mod_forward_matches_reference_on_cpu(encoding):
     positions = Positions.make(0, 40, "cpu")
     q, k, v = qkv(Tq=40, Tk=40)
     with torch.no_grad():
-        got = flex_attend(q, k, v, pos_module.score_mod(positions))
+        got, _ = flex_attend(q, k, v, pos_module.score_mod(positions))
         want = reference_attention(q, k, v, positions.q, positions.k, pos_module.bias(positions))
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 

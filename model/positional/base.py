@@ -49,6 +49,7 @@ class PositionOutOfRange(ValueError):
 
 
 ScoreMod = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+GradHook = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
 class PositionalEncoding(nn.Module):
@@ -80,6 +81,11 @@ class PositionalEncoding(nn.Module):
 
     def score_mod(self, positions: Positions) -> Optional[ScoreMod]:
         """The same bias as a FlexAttention score_mod(score, b, h, q_idx, kv_idx), or None."""
+        return None
+
+    def score_mod_grad(self, positions: Positions) -> Optional[GradHook]:
+        """For a score_mod that reads learned parameters as constants: a function
+        (out, q, k, v, lse) -> out that attaches their gradient to the attention output."""
         return None
 
 

@@ -8,12 +8,13 @@ a full forward.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from model.config import ModelConfig, T5Pos
-from model.positional.base import PositionalEncoding, Positions, ScoreMod
+from model.positional.base import GradHook, PositionalEncoding, Positions, ScoreMod
 
 
 def t5_bucket(distance: Tensor, num_buckets: int, max_distance: int) -> Tensor:
@@ -53,13 +54,26 @@ class T5RelativeBias(PositionalEncoding):
         return self.relative_attention_bias(buckets).permute(2, 0, 1)  # (Tq, Tk, H) -> (H, Tq, Tk)
 
     def score_mod(self, positions: Positions) -> ScoreMod:
-        by_distance = self.bias_by_distance(positions.total, positions.k.device)  # (H, Tk)
+        # a constant inside the kernel: score_mod_grad supplies the table's gradient
+        by_distance = self.bias_by_distance(positions.total, positions.k.device).detach()  # (H, Tk)
 
         def t5_score(score, b, h, q_idx, kv_idx):
             # evaluated at masked (q < k) positions too: clamp the index into the table
             return score + by_distance[h, (q_idx - kv_idx).clamp(min=0)]
 
         return t5_score
+
+    def score_mod_grad(self, positions: Positions) -> Optional[GradHook]:
+        table = self.relative_attention_bias.weight
+        if not (torch.is_grad_enabled() and table.requires_grad):
+            return None
+
+        from model.positional.t5_table_grad import AttachTableGrad  # imports t5_bucket from here
+
+        def attach(out, q, k, v, lse):
+            return AttachTableGrad.apply(out, table, q, k, v, lse, self.max_distance)
+
+        return attach
 
 
 def alibi_slopes(n_head: int) -> Tensor:
