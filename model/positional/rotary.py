@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from model.config import ModelConfig, RopePos, RopeScaling, RopeScalingKind
+from model.config import ModelConfig, Pairing, RopePos, RopeScaling, RopeScalingKind
 from model.positional.base import PositionalEncoding, Positions, Rotation
 from model.positional.rope_scaling import SCALINGS
 
@@ -44,7 +44,7 @@ class RotaryPositions(PositionalEncoding):
             raise ValueError(
                 f"pos.rotary_dim must be even and in (0, head_dim={head_dim}], got {self.rotary_dim}"
             )
-        self.base, self.pairing, self.block_size = pos.base, pos.pairing.value, cfg.block_size
+        self.base, self.pairing, self.block_size = pos.base, Pairing(pos.pairing).value, cfg.block_size
         self.set_scaling(pos.scaling)
 
     def set_scaling(self, scaling: RopeScaling) -> None:
