@@ -1,0 +1,28 @@
+"""Train a GPT: python train.py [model=tiny] [pos=rope] [data=tinystories_local] [train.max_steps=200] ...
+
+A thin Hydra main over `training.run.run_training`; see README.md ("Train") for the options,
+sweeps (-m), resuming (resume=true out_dir=PATH) and torchrun.
+"""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from configs.schema import register_configs
+from training.job import project_path
+from training.run import run_training
+
+register_configs()
+# hydra.run.dir: out_dir when given, else the default below; both relative to the project root.
+OmegaConf.register_new_resolver(
+    "train_run_dir", lambda out_dir, default: str(project_path(default if out_dir is None else out_dir))
+)
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Returns the best val loss, for Hydra sweepers that minimise it."""
+    return run_training(cfg)["best_val_loss"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The training run's view of the data: prepared once, one global batch per step.
+
+The global batch of step s is the same whatever the number of processes: micro-batch m of rank r
+is global micro-batch g = r * grad_accum + m, drawn by `TrainBatches.get(s, g)` from a stream
+seeded by (seed, s, g) alone. One process with 2 micro-steps and two processes with 1 therefore
+see the same windows (for the same per-process batch_size), which is what makes a DDP run
+comparable to a single-process one. The draw depends on nothing drawn before, so the loader's
+position in a checkpoint is just the step (and the seed, checked on resume).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from data.config import DataConfig
+from data.loader import TrainBatches, ValBatches, load_tokens
+from data.prepare import ensure_prepared
+from training import distributed as dist_utils
+from training.distributed import DistEnv
+
+
+class TrainData:
+    def __init__(self, data_cfg: DataConfig, block_size: int, batch_size: int, seed: int, env: DistEnv,
+                 grad_accum: int, eval_batches: int):
+        if env.is_main:  # one process tokenizes; the others wait, then read the same files
+            folder = ensure_prepared(data_cfg)
+        dist_utils.barrier(env)
+        if not env.is_main:
+            folder = ensure_prepared(data_cfg)  # up to date by now: only checks the fingerprint
+        self.seed, self.rank, self.grad_accum = seed, env.rank, grad_accum
+        # rank=0 for every process: the stream is indexed by the global micro-batch instead.
+        self.train = TrainBatches(load_tokens(folder, "train"), batch_size, block_size, seed, rank=0,
+                                  device=env.device)
+        self.val = ValBatches(load_tokens(folder, "val"), batch_size, block_size, max_batches=eval_batches,
+                              device=env.device)
+
+    def train_batch(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """x, y (batch_size, block_size) of micro-step `micro` of optimizer step `step` (0-based)."""
+        return self.train.get(step, self.rank * self.grad_accum + micro)
+
+    def val_batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.val.get(i)
+
+    @property
+    def num_val_batches(self) -> int:
+        return len(self.val)
+
+    def state_dict(self, step: int) -> dict:
+        return {"seed": self.seed, "step": step}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["seed"] != self.seed:
+            raise ValueError(f"the checkpoint's train batches were drawn with seed={state['seed']}, "
+                             f"this run has seed={self.seed}: resume with the same seed")
