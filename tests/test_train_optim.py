@@ -1,7 +1,6 @@
 """AdamW parameter groups (decay on matrices only) and the gradient-accumulation arithmetic."""
 
 import pytest
-import torch
 
 from model import GPT
 from model.config import LearnedPos, ModelConfig

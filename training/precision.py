@@ -25,7 +25,6 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 def enable_tf32(device: torch.device) -> None:
-    """Let fp32 matmuls and convolutions use TF32 tensor cores on CUDA (no effect on CPU)."""
+    """Let fp32 matmuls use TF32 tensor cores on CUDA (Ampere and later); no effect on CPU."""
     if device.type == "cuda":
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        torch.set_float32_matmul_precision("high")

@@ -16,6 +16,7 @@ from training.checkpoint import (
     CKPT_BEST,
     CKPT_LAST,
     CheckpointError,
+    bare_model,
     load_checkpoint,
     remove_stale_temp_files,
     rng_state,
@@ -90,7 +91,7 @@ def check_resumable(saved: dict, current: dict, path: Path) -> None:
 
 
 def _format_count(n: int) -> str:
-    return f"{n / 1e6:.2f}M"
+    return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}K"
 
 
 def _train(cfg: DictConfig, env: DistEnv) -> dict:
@@ -167,7 +168,7 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
         rngs = dist_utils.all_gather_object(env, rng_state())  # every process's generators
         if env.is_main:
             ckpt = {
-                "model": model.state_dict(),  # the bare GPT: no DDP or compile prefixes
+                "model": bare_model(train_model).state_dict(),  # no `module.` / `_orig_mod.` prefixes
                 "optimizer": optimizer.state_dict(),
                 "loader": data.state_dict(st.step),
                 "rng": rngs,
