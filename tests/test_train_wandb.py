@@ -1,4 +1,4 @@
-"""wandb: mode resolution, and an offline run that writes its run folder without an API key."""
+"""wandb mode resolution (an offline run through a whole training run: tests/test_train_run.py)."""
 
 import pytest
 
@@ -28,16 +28,3 @@ def test_environment_disables(no_wandb_env, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert effective_mode(WandbConfig(mode=WandbMode.offline)) == WandbMode.disabled
     assert start_run(WandbConfig(mode=WandbMode.offline), None, "x", {}, None) is None
-
-
-@pytest.mark.slow
-def test_offline_run_creates_its_folder(no_wandb_env, tmp_path):
-    run = start_run(WandbConfig(mode=WandbMode.online, project="test"), tmp_path, "rope-1x32-0.01M",
-                    {"pos": {"name": "rope"}}, None)
-    assert run is not None
-    run.log({"train/loss": 1.5}, step=1)
-    run_id = run.id
-    run.finish()
-    folders = list((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(folders) == 1 and folders[0].name.endswith(run_id)
-    assert list(folders[0].glob("*.wandb"))  # the log that `wandb sync` uploads
