@@ -16,6 +16,7 @@ from training.run import run_training
 RUN = [*TINY, "train.max_steps=6", "train.log_interval=2", "train.eval_interval=3", "train.ckpt_interval=3"]
 
 
+@pytest.mark.slow
 def test_short_run_writes_config_checkpoints_and_metrics(tmp_path, sample_data, capsys):  # noqa: F811
     summary = run_training(compose_job([*RUN, *sample_data, "pos=learned", f"out_dir={tmp_path}"]))
     out = capsys.readouterr().out
