@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from data.config import DataConfig
+from evaluation.config import EvalConfig, SamplesConfig
 from model.config import POS_CONFIGS, ModelConfig, PosConfig
 from training.config import TrainConfig, WandbConfig
 
@@ -61,11 +62,41 @@ class PrepareJob:
     force: bool = False  # tokenize again even when meta.json says the files are up to date
 
 
+@dataclass
+class EvalJob:
+    """evaluate.py: checkpoints -> perplexity at longer contexts, both protocols, per position."""
+
+    ckpts: list[str] = MISSING  # checkpoint files or run directories (their ckpt_best / ckpt_last)
+    eval: EvalConfig = MISSING
+    out: Optional[str] = None  # one JSON file for all results; None: eval.json in each run directory
+
+
+@dataclass
+class CompareJob:
+    """compare.py: train every encoding with one recipe, evaluate, write the report."""
+
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    train: TrainConfig = MISSING
+    eval: EvalConfig = MISSING
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    name: str = "default"  # names the run and report folders; presets set it
+    encodings: list[str] = field(
+        default_factory=lambda: ["learned", "sinusoidal", "t5", "rope", "alibi", "nope"]
+    )
+    seeds: list[int] = field(default_factory=lambda: [0])  # training seeds per encoding
+    out_dir: str = "runs/compare/${name}"  # one run directory per encoding and seed
+    report_dir: str = "report/${name}"
+
+
 def register_configs() -> None:
     """Register the schemas; YAML files under configs/ fill them in."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainJob)
     cs.store(name="sample_schema", node=SampleJob)
     cs.store(name="prepare_schema", node=PrepareJob)
+    cs.store(name="evaluate_schema", node=EvalJob)
+    cs.store(name="compare_schema", node=CompareJob)
     for name, cls in POS_CONFIGS.items():
         cs.store(group="pos", name=name, node=cls)

@@ -1,0 +1,66 @@
+"""Length extrapolation of trained checkpoints: perplexity at multiples of the training length.
+
+    python evaluate.py ckpts=[runs/rope]                       # eval.json in the run directory
+    python evaluate.py ckpts=[runs/rope,runs/alibi] out=results.json
+    python evaluate.py ckpts=[runs/rope] eval.stride=1 eval.multipliers=[1,2,4,8,16]
+    python evaluate.py ckpts=[runs/rope] eval.sets.long_stories.max_tokens=null   # every book token
+
+Both protocols of Press et al. (non-overlapping windows; a sliding window scoring its last
+`eval.stride` tokens), on every set of `eval.sets` (configs/eval/default.yaml), the same tokens
+scored at every length; RoPE checkpoints once per context extension in `eval.rope_scalings`; the
+learned table past its length shows "n/a". See evaluation/extrapolation.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from configs.schema import register_configs
+from data.tokens import DataError
+from evaluation.config import EvalConfig
+from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
+from training.checkpoint import CheckpointError, load_model, resolve_checkpoint
+from training.job import project_path
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpts") or not cfg.ckpts:
+        sys.exit("error: no checkpoint given: pass ckpts=[RUN_DIR_OR_FILE,...]")
+    eval_cfg: EvalConfig = OmegaConf.to_object(cfg.eval)
+    eval_container = OmegaConf.to_container(cfg.eval, resolve=True, enum_to_str=True)
+    device = resolve_device(eval_cfg.device)
+    results = []
+    try:
+        for ckpt in cfg.ckpts:
+            path = resolve_checkpoint(project_path(ckpt))
+            model, train_cfg = load_model(path, device)
+            print(f"== {path} ({model.pos_cfg.name}, trained at L={model.cfg.block_size})")
+            texts = load_texts(eval_cfg, train_cfg["data"]["tokenizer"])
+            result = {"checkpoint": str(path), "checkpoint_mtime_ns": path.stat().st_mtime_ns,
+                      "eval_config": eval_container} | evaluate_model(model, eval_cfg, texts, device)
+            print(format_rows(result))
+            results.append(result)
+            if cfg.out is None:
+                write(path.parent / "eval.json", result)
+    except (CheckpointError, DataError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    if cfg.out is not None:
+        write(project_path(cfg.out), {"results": results})
+
+
+def write(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

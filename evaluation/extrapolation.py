@@ -1,0 +1,246 @@
+"""Length extrapolation of one model: perplexity at multiples of its training length, per protocol,
+per eval set, per RoPE context extension; and the loss at each token position.
+
+    model, cfg = load_model("runs/rope", device)
+    texts = load_texts(eval_cfg, tokenizer="gpt2")
+    result = evaluate_model(model, eval_cfg, texts, device)   # a JSON-able dict (see `evaluate_model`)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from tqdm import tqdm
+
+from evaluation.config import DocumentMode, EvalConfig, Protocol
+from evaluation.perplexity import Scores, WindowScorer
+from evaluation.text import EvalText, load_eval_text
+from evaluation.windows import Chunks, Windows, chunk_size, nonoverlap_windows, plan_chunks, sliding_windows
+from model.config import RopeScaling, RopeScalingKind
+from training.precision import autocast, resolve_dtype
+
+TABLE_NOTE = "n/a (table length {})"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def eval_lengths(block_size: int, multipliers: list[float]) -> list[int]:
+    """The evaluation lengths: round(m * block_size) for each multiplier, sorted, distinct."""
+    if not multipliers or any(m <= 0 for m in multipliers):
+        raise ValueError(f"eval.multipliers must be positive numbers, got {list(multipliers)}")
+    return sorted({max(1, round(m * block_size)) for m in multipliers})
+
+
+def load_texts(cfg: EvalConfig, tokenizer: str) -> dict[str, EvalText]:
+    if not cfg.sets:
+        raise ValueError("eval.sets is empty: configure at least one evaluation text")
+    return {name: load_eval_text(name, s, tokenizer, cfg.cache_dir) for name, s in cfg.sets.items()}
+
+
+@dataclass
+class Task:
+    """One row of the result: a (variant, length, protocol) on one set; windows None when the
+    model cannot take that length."""
+
+    set_name: str
+    variant: Optional[str]  # the RoPE scaling kind, None for other encodings
+    factor: float  # RoPE scaling factor: length / training length (at least 1)
+    length: int
+    protocol: Protocol
+    stride: int
+    windows: Optional[Windows]
+    note: Optional[str] = None
+    per_position: bool = False
+
+    @property
+    def key(self) -> tuple:
+        """Tasks with the same key compute the same numbers: at factor 1 (length <= L_train) every
+        RoPE scaling is the unscaled model, so it is scored once, as `none`."""
+        variant = RopeScalingKind.none.value if self.variant is not None and self.factor == 1 else self.variant
+        return (self.set_name, variant, self.length, self.protocol)
+
+
+def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list[Task], dict[str, Chunks]]:
+    """Every (set, variant, length, protocol) to run, and the chunks scored on each set."""
+    if cfg.stride < 1:
+        raise ValueError(f"eval.stride must be >= 1, got {cfg.stride}")
+    if cfg.batch_tokens < 1:
+        raise ValueError(f"eval.batch_tokens must be >= 1, got {cfg.batch_tokens}")
+    lengths = eval_lengths(model.cfg.block_size, cfg.multipliers)
+    size = chunk_size(lengths)
+    is_rope = model.pos_cfg.name == "rope"
+    variants = [RopeScalingKind(k).value for k in cfg.rope_scalings] if is_rope else [None]
+    if is_rope and not variants:
+        raise ValueError("eval.rope_scalings is empty: list at least `none` for a RoPE checkpoint")
+    limit = model.max_positions
+    longest = max((L for L in lengths if limit is None or L <= limit), default=None)
+    tasks, chunks = [], {}
+    for name, text in texts.items():
+        max_tokens = cfg.sets[name].max_tokens
+        if max_tokens is not None and max_tokens < size:
+            raise ValueError(
+                f"eval.sets.{name}.max_tokens={max_tokens} is less than one chunk of lcm(lengths) = "
+                f"{size} tokens (lengths {lengths}): raise it, or evaluate shorter lengths"
+            )
+        ch = plan_chunks(text.docs, size, max_tokens)
+        if len(ch.first) == 0:
+            raise ValueError(
+                f"eval set {name!r}: no document holds {size} + 1 tokens (the longest eval length's "
+                f"chunk); its longest has {max(b - a for a, b in text.docs)}. Use documents=stream, "
+                "longer files or shorter lengths"
+            )
+        chunks[name] = ch
+        for variant in variants:
+            for L in lengths:
+                for protocol in cfg.protocols:
+                    protocol = Protocol(protocol)
+                    stride = L if protocol is Protocol.nonoverlap else min(cfg.stride, L)
+                    factor = max(1.0, L / model.cfg.block_size)
+                    if limit is not None and L > limit:
+                        tasks.append(Task(name, variant, factor, L, protocol, stride, None, TABLE_NOTE.format(limit)))
+                        continue
+                    windows = nonoverlap_windows(ch, L) if protocol is Protocol.nonoverlap else sliding_windows(ch, L, stride)
+                    per_position = protocol is Protocol.nonoverlap and L == longest
+                    tasks.append(Task(name, variant, factor, L, protocol, stride, windows, per_position=per_position))
+    return tasks, chunks
+
+
+def describe_work(tasks: list[Task], chunks: dict[str, Chunks], texts: dict[str, EvalText]) -> str:
+    """The up-front estimate: per set the scored tokens, per (length, protocol) the windows and
+    forwarded tokens, and the totals."""
+    lines = []
+    for name, ch in chunks.items():
+        text = texts[name]
+        lines.append(
+            f"eval set {name}: {len(text.docs)} document(s), {len(text.tokens):,} tokens; "
+            f"{len(ch.first)} of {ch.available} chunks of {ch.size} tokens -> the same "
+            f"{ch.scored_tokens:,} tokens scored at every length and protocol"
+        )
+        variants = list(dict.fromkeys(t.variant for t in tasks if t.set_name == name and t.variant))
+        seen = set()
+        for t in tasks:
+            key = (t.length, t.protocol)
+            if t.set_name != name or key in seen:
+                continue
+            seen.add(key)
+            work = "skipped: " + t.note if t.windows is None else (
+                f"{len(t.windows):,} windows, {len(t.windows) * t.length:,} tokens forwarded"
+            )
+            lines.append(f"  length {t.length:>6}  {t.protocol.value:<10} stride {t.stride:>5}: {work}")
+        if len(variants) > 1:
+            lines.append(f"  x {len(variants)} RoPE scalings: {', '.join(variants)} (at factor 1 all are "
+                         "the unscaled model, scored once)")
+    runs = list({t.key: t for t in tasks if t.windows is not None}.values())
+    windows = sum(len(t.windows) for t in runs)
+    forwarded = sum(len(t.windows) * t.length for t in runs)
+    scored = sum(t.windows.scored_tokens for t in runs)
+    lines.append(f"total: {len(runs)} evaluations, {windows:,} windows, {forwarded:,} tokens forwarded, "
+                 f"{scored:,} tokens scored")
+    return "\n".join(lines)
+
+
+def set_variant(model, variant: Optional[str], factor: float) -> None:
+    """RoPE: switch to scaling `variant` with `factor` (no-op for other encodings)."""
+    if variant is None:
+        return
+    kind = RopeScalingKind(variant)
+    model.set_rope_scaling(RopeScaling(kind=kind, factor=factor if kind is not RopeScalingKind.none else 1.0))
+
+
+def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: torch.device,
+                   log=print) -> dict:
+    """Evaluate `model` (already on `device`) on every set; returns
+
+        {"pos", "block_size", "lengths", "stride", "device", "dtype",
+         "sets": {name: {"files", "documents", "about", "num_documents", "total_tokens", "chunk",
+                         "chunks", "chunks_available", "scored_tokens",
+                         "rows": [{"variant", "length", "protocol", "stride", "windows",
+                                   "forwarded_tokens", "scored_tokens", "loss", "ppl", "note"}],
+                         "position_loss": [{"variant", "length", "loss": [per position]}]}}}
+
+    `variant` is the RoPE scaling kind (None for other encodings); `loss` and `ppl` are None and
+    `note` says why when the model cannot take the length (the learned table).
+    """
+    tasks, chunks = plan_tasks(model, cfg, texts)
+    log(describe_work(tasks, chunks, texts))
+    dtype = resolve_dtype(cfg.dtype, device)
+    unique = {t.key: t for t in tasks if t.windows is not None}
+    total = sum(len(t.windows) * t.length for t in unique.values())
+    bar = tqdm(total=total, unit="tok", unit_scale=True, desc="eval", dynamic_ncols=True,
+               disable=not cfg.progress)
+    scorer = WindowScorer(model, device, lambda: autocast(device, dtype), cfg.batch_tokens, bar.update)
+    original = getattr(model.pos_cfg, "scaling", None)
+    results = {
+        name: {
+            "files": [str(f) for f in texts[name].files],
+            "documents": DocumentMode(cfg.sets[name].documents).value,
+            "about": cfg.sets[name].about,
+            "num_documents": len(texts[name].docs),
+            "total_tokens": len(texts[name].tokens),
+            "chunk": ch.size,
+            "chunks": len(ch.first),
+            "chunks_available": ch.available,
+            "scored_tokens": ch.scored_tokens,
+            "rows": [],
+            "position_loss": [],
+        }
+        for name, ch in chunks.items()
+    }
+    done: dict[tuple, Scores] = {}
+    try:
+        for t in tasks:
+            row = {"variant": t.variant, "length": t.length, "protocol": t.protocol.value, "stride": t.stride}
+            if t.windows is None:
+                row.update(windows=0, forwarded_tokens=0, scored_tokens=0, loss=None, ppl=None, note=t.note)
+            else:
+                if t.key not in done:
+                    set_variant(model, t.variant, t.factor)
+                    bar.set_postfix_str(f"{t.set_name} {t.variant or model.pos_cfg.name} L={t.length} {t.protocol.value}")
+                    done[t.key] = scorer.score(texts[t.set_name].tokens, t.windows, per_position=t.per_position)
+                s = done[t.key]
+                row.update(windows=s.windows, forwarded_tokens=s.forwarded_tokens, scored_tokens=s.count,
+                           loss=s.loss, ppl=s.ppl, note=None)
+                if t.per_position:
+                    results[t.set_name]["position_loss"].append(
+                        {"variant": t.variant, "length": t.length, "loss": s.position_loss().tolist()}
+                    )
+            results[t.set_name]["rows"].append(row)
+    finally:
+        bar.close()
+        if original is not None:
+            model.set_rope_scaling(original)
+    return {
+        "pos": model.pos_cfg.name,
+        "block_size": model.cfg.block_size,
+        "lengths": eval_lengths(model.cfg.block_size, cfg.multipliers),
+        "stride": cfg.stride,
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "sets": results,
+    }
+
+
+def format_rows(result: dict) -> str:
+    """A plain-text table of one model's perplexities: a line per (set, protocol, variant)."""
+    lengths = result["lengths"]
+    lines = []
+    for name, s in result["sets"].items():
+        lines.append(f"{name}: {s['scored_tokens']:,} scored tokens per cell")
+        lines.append(f"  {'protocol':<11}{'variant':<9}" + "".join(f"{L:>12}" for L in lengths))
+        keys = []
+        for r in s["rows"]:
+            if (r["protocol"], r["variant"]) not in keys:
+                keys.append((r["protocol"], r["variant"]))
+        for protocol, variant in keys:
+            cells = {r["length"]: r for r in s["rows"] if (r["protocol"], r["variant"]) == (protocol, variant)}
+            text = "".join(
+                f"{'n/a':>12}" if cells[L]["ppl"] is None else f"{cells[L]['ppl']:>12.3f}" for L in lengths
+            )
+            lines.append(f"  {protocol:<11}{variant or '-':<9}{text}")
+    return "\n".join(lines)

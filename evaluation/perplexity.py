@@ -1,0 +1,111 @@
+"""Run windows through a model and sum the cross-entropy of the tokens they score.
+
+Perplexity is exp(mean cross-entropy) over the scored tokens. A sliding window scores only its
+last few positions, so the vocabulary projection (the costliest layer of a small model with GPT-2's
+50,257-token vocabulary) is applied to those positions only: a forward hook on the final LayerNorm
+keeps its last `k` positions, and `model.lm_head` sees (B, k, C) instead of (B, L, C). The
+positions before them are still computed by every block, so the scored tokens see the whole window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from evaluation.windows import Windows
+
+
+@dataclass
+class Scores:
+    """Sums over the scored tokens; `position_*` per window position (when asked for)."""
+
+    loss_sum: float = 0.0
+    count: int = 0
+    position_sum: Optional[np.ndarray] = None  # (L,) float64
+    position_count: Optional[np.ndarray] = None  # (L,) int64
+    windows: int = 0
+    forwarded_tokens: int = 0
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.count
+
+    @property
+    def ppl(self) -> float:
+        return float(np.exp(self.loss))
+
+    def position_loss(self) -> np.ndarray:
+        return self.position_sum / np.maximum(self.position_count, 1)
+
+
+class _LastPositions:
+    """Forward hook on `model.ln_f` that keeps only the last `k` positions of its output."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.k: Optional[int] = None
+        self._handle = model.ln_f.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, out: Tensor) -> Tensor:
+        return out if self.k is None else out[:, -self.k :]  # (B, T, C) -> (B, k, C)
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+@dataclass
+class WindowScorer:
+    """Scores `Windows` over a flat token array with one model, `batch_tokens` inputs at a time."""
+
+    model: torch.nn.Module
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    batch_tokens: int = 8192
+    on_batch: Optional[Callable[[int], None]] = None  # called with the forwarded tokens of each batch
+
+    @torch.no_grad()
+    def score(self, tokens: np.ndarray, windows: Windows, per_position: bool = False) -> Scores:
+        L = windows.length
+        out = Scores()
+        if per_position:
+            out.position_sum, out.position_count = np.zeros(L), np.zeros(L, dtype=np.int64)
+        # Windows that score the same positions go together, so a batch's head slice stays short.
+        order = np.lexsort((windows.score_to, windows.score_from))[::-1]
+        per_batch = max(1, self.batch_tokens // L)
+        offsets = np.arange(L + 1)
+        hook = _LastPositions(self.model)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for b in range(0, len(order), per_batch):
+                rows = order[b : b + per_batch]
+                lo, hi = windows.score_from[rows], windows.score_to[rows]
+                first = int(lo.min())  # the head runs on positions first .. L - 1
+                buf = np.asarray(tokens[windows.starts[rows][:, None] + offsets], dtype=np.int64)  # (B, L + 1)
+                x = torch.from_numpy(buf[:, :-1]).to(self.device)
+                y = torch.from_numpy(buf[:, 1 + first :]).to(self.device)  # (B, L - first)
+                hook.k = L - first
+                with self.autocast():
+                    logits, _ = self.model(x)  # (B, L - first, V)
+                ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+                ce = ce.view(len(rows), L - first).double().cpu().numpy()
+                pos = np.arange(first, L)[None, :]  # (1, L - first) window positions
+                mask = (pos >= lo[:, None]) & (pos < hi[:, None])  # (B, L - first)
+                out.loss_sum += float((ce * mask).sum())
+                out.count += int(mask.sum())
+                if per_position:
+                    out.position_sum[first:] += (ce * mask).sum(axis=0)
+                    out.position_count[first:] += mask.sum(axis=0)
+                out.windows += len(rows)
+                out.forwarded_tokens += len(rows) * L
+                if self.on_batch is not None:
+                    self.on_batch(len(rows) * L)
+        finally:
+            hook.remove()
+            self.model.train(was_training)
+        return out
