@@ -1,0 +1,205 @@
+"""compare.py's work: train every encoding (x every seed) with one recipe, evaluate each best
+checkpoint, sample a few stories, and write the report.
+
+Training goes through `training.run.run_training`, in this process, one run after another, into
+<out_dir>/<encoding>-s<seed>/. A finished run whose saved config equals the one asked for is
+reused (so a second `compare.py` after a crash or a change to the report only redoes what is
+missing); a run that stopped midway is resumed; a run directory holding another config is an
+error. eval.json and samples.json are reused the same way when their checkpoint and settings are
+unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from data.config import DataConfig
+from data.prepare import ensure_prepared
+from data.tokens import read_meta
+from evaluation.config import EvalConfig, SamplesConfig
+from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
+from evaluation.report import write_report
+from evaluation.runs import EVAL_FILE, SAMPLES_FILE, load_run, read_json
+from evaluation.samples import samples_record, sample_stories
+from model.config import POS_CONFIGS
+from training.build import build_model
+from training.checkpoint import CKPT_LAST, load_model, resolve_checkpoint
+from training.job import as_train_job, project_path
+from training.metrics import METRICS_FILE, read_metrics
+from training.run import run_training
+
+
+class CompareError(RuntimeError):
+    """A run directory that cannot be reused or resumed; the message names it."""
+
+
+@dataclass
+class RunSpec:
+    encoding: str
+    seed: int
+    run_dir: Path
+    job: DictConfig  # the validated TrainJob of this run
+
+
+def plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def make_specs(cfg: DictConfig) -> list[RunSpec]:
+    unknown = [e for e in cfg.encodings if e not in POS_CONFIGS]
+    if unknown or not cfg.encodings:
+        raise CompareError(f"encodings={list(cfg.encodings)}: choose from {sorted(POS_CONFIGS)}")
+    if not cfg.seeds:
+        raise CompareError("seeds is empty: give at least one training seed, e.g. seeds=[0]")
+    out = project_path(cfg.out_dir)
+    specs = []
+    for enc in cfg.encodings:
+        for seed in cfg.seeds:
+            run_dir = out / f"{enc}-s{seed}"
+            job = as_train_job({
+                "model": cfg.model, "pos": OmegaConf.structured(POS_CONFIGS[enc]), "data": cfg.data,
+                "train": cfg.train, "wandb": cfg.wandb, "out_dir": str(run_dir), "seed": int(seed),
+            })
+            specs.append(RunSpec(enc, int(seed), run_dir, job))
+    return specs
+
+
+def run_status(spec: RunSpec) -> str:
+    """"done" (reuse), "resume", or "new"; CompareError if the directory holds another config."""
+    saved_path = spec.run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return "new"
+    saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True)
+    wanted = plain(spec.job)
+    saved.pop("resume", None), wanted.pop("resume", None)
+    if saved != wanted:
+        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise CompareError(
+            f"{spec.run_dir} holds a run with another configuration (differs in {diff}). Remove that "
+            "directory, or write this comparison elsewhere with out_dir=PATH (or name=NAME)"
+        )
+    metrics = spec.run_dir / METRICS_FILE
+    if metrics.is_file() and any(e["event"] == "summary" for e in read_metrics(metrics)):
+        return "done"
+    return "resume" if (spec.run_dir / CKPT_LAST).is_file() else "new"
+
+
+def describe_plan(cfg: DictConfig, specs: list[RunSpec], train_tokens: int) -> str:
+    """Runs, tokens per run, epochs and tokens per parameter, printed before any work."""
+    t, m = cfg.train, cfg.model
+    tokens = t.max_steps * t.global_batch_size * m.block_size
+    lines = [
+        f"compare `{cfg.name}`: {len(cfg.encodings)} encodings x {len(cfg.seeds)} seed(s) = {len(specs)} runs "
+        f"-> {project_path(cfg.out_dir)}; report -> {project_path(cfg.report_dir)}",
+        f"per run: up to {t.max_steps} steps x {t.global_batch_size} x {m.block_size} = {tokens:,} tokens "
+        f"= {tokens / train_tokens:.2f} epochs of the {train_tokens:,} training tokens "
+        f"(patience {t.patience}, dropout {m.dropout})",
+    ]
+    for enc in cfg.encodings:
+        counts = build_model(cfg.model, OmegaConf.structured(POS_CONFIGS[enc])).param_counts()
+        lines.append(
+            f"  {enc:<11} params {counts['total'] / 1e6:7.3f}M (non-embedding {counts['non_embedding'] / 1e6:.3f}M): "
+            f"{tokens / counts['non_embedding']:8.1f} tokens per non-embedding parameter, "
+            f"{tokens / counts['total']:.2f} per parameter"
+        )
+    return "\n".join(lines)
+
+
+def _checkpoint_id(run_dir: Path) -> dict:
+    path = resolve_checkpoint(run_dir)
+    return {"checkpoint": str(path), "checkpoint_mtime_ns": path.stat().st_mtime_ns}
+
+
+def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
+    """eval.json of one run: reused when its checkpoint and eval settings are unchanged."""
+    ident = _checkpoint_id(spec.run_dir) | {"eval_config": plain(eval_cfg)}
+    cached = read_json(spec.run_dir / EVAL_FILE)
+    if cached is not None and all(cached.get(k) == v for k, v in ident.items()):
+        print(f"eval {spec.run_dir.name}: reusing {EVAL_FILE}")
+        return cached
+    cfg: EvalConfig = OmegaConf.to_object(eval_cfg)
+    device = resolve_device(cfg.device)
+    model, train_cfg = load_model(spec.run_dir, device)
+    print(f"eval {spec.run_dir.name} ({ident['checkpoint']}):")
+    result = ident | evaluate_model(model, cfg, load_texts(cfg, train_cfg["data"]["tokenizer"]), device)
+    print(format_rows(result))
+    write_json(spec.run_dir / EVAL_FILE, result)
+    return result
+
+
+def sample_run(spec: RunSpec, samples_cfg: DictConfig, device_name: str) -> dict:
+    ident = _checkpoint_id(spec.run_dir) | {"config": plain(samples_cfg)}
+    cached = read_json(spec.run_dir / SAMPLES_FILE)
+    if cached is not None and all(cached.get(k) == v for k, v in ident.items()):
+        return cached
+    cfg: SamplesConfig = OmegaConf.to_object(samples_cfg)
+    device = resolve_device(device_name)
+    model, train_cfg = load_model(spec.run_dir, device)
+    record = ident | samples_record(sample_stories(model, train_cfg["data"]["tokenizer"], cfg, device), cfg)
+    write_json(spec.run_dir / SAMPLES_FILE, record)
+    return record
+
+
+def write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
+    """Train, evaluate, sample, report; returns the path of report.md."""
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    phases: dict[str, float] = {}
+    specs = make_specs(cfg)
+    statuses = [run_status(s) for s in specs]  # fail on a foreign run directory before any work
+    data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
+    meta = read_meta(ensure_prepared(data_cfg))
+    train_tokens, val_tokens = meta["splits"]["train"]["tokens"], meta["splits"]["val"]["tokens"]
+    print(describe_plan(cfg, specs, train_tokens), flush=True)
+
+    t = time.perf_counter()
+    for i, (spec, status) in enumerate(zip(specs, statuses)):
+        print(f"[{i + 1}/{len(specs)}] {spec.run_dir.name}: "
+              + {"done": "finished earlier, reused", "resume": "resuming", "new": "training"}[status], flush=True)
+        if status != "done":
+            job = spec.job.copy()
+            job.resume = status == "resume"
+            run_training(job)
+    phases["training"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    for spec in specs:
+        evaluate_run(spec, cfg.eval)
+    phases["evaluation"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    first_seed = {}
+    for spec in specs:
+        first_seed.setdefault(spec.encoding, spec)
+    for spec in first_seed.values():
+        sample_run(spec, cfg.samples, cfg.eval.device)
+    phases["samples"] = time.perf_counter() - t
+
+    device = resolve_device(cfg.eval.device)
+    info = {
+        "command": command,
+        "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
+        "train_tokens": train_tokens,
+        "val_tokens": val_tokens,
+        "phases": phases,
+    }
+    records = [load_run(s.run_dir) for s in specs]
+    info["wall_s"] = time.perf_counter() - t0  # everything but writing the report itself
+    path = write_report(project_path(cfg.report_dir), records, plain(cfg), info)
+    print(f"report: {path} ({(time.perf_counter() - t0) / 60:.1f} min in all)", file=sys.stderr)
+    return path

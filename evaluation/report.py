@@ -1,0 +1,224 @@
+"""report.md and its figures, built only from the run directories' files (see runs.py).
+
+Every number in a table is read from a run's metrics.jsonl (training) or eval.json (perplexity);
+with several seeds a cell shows `mean ± sd` (sample standard deviation over seeds).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+
+from evaluation import plots
+from evaluation.runs import Cell, RunRecord, by_encoding, ppl_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL_NAMES = {"nonoverlap": "non-overlapping windows", "sliding": "sliding window"}
+
+
+def git_commit() -> str:
+    """`<short hash>` of HEAD, with `+ uncommitted changes` when tracked files differ from it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" + uncommitted changes" if dirty else "")
+
+
+def fmt_num(x: float, digits: int = 2) -> str:
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.{digits}f}" if abs(x) < 1e5 else f"{x:.3g}"
+
+
+def fmt_cell(cell: Optional[Cell], digits: int = 2) -> str:
+    """`mean`, `mean ± sd` over seeds, or the cell's note ("n/a (table length 64)")."""
+    if cell is None:
+        return ""
+    if cell.note is not None or not cell.values:
+        return cell.note or "n/a"
+    text = fmt_num(cell.mean, digits)
+    return text if cell.std is None else f"{text} ± {fmt_num(cell.std, digits)}"
+
+
+def md_table(header: list[str], rows: list[list[str]], align: Optional[list[str]] = None) -> str:
+    align = align or ["---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def training_table(runs: dict[str, list[RunRecord]], block_size: int) -> str:
+    rows = []
+    for enc, recs in runs.items():
+        s = [r.summary for r in recs]
+        params = s[0]["params"]
+        vals = [x["best_val_loss"] for x in s if x["best_val_loss"] is not None]
+        speeds = [x["tokens_per_s"] for x in s if x["tokens_per_s"] is not None]
+        rows.append([
+            enc,
+            f"{params['total'] / 1e6:.3f}M",
+            f"{params['non_embedding'] / 1e6:.3f}M",
+            fmt_cell(Cell(speeds), 0) if speeds else "n/a",
+            fmt_cell(Cell(vals), 4) if vals else "n/a",
+            ", ".join(str(x["best_step"]) for x in s),
+            ", ".join(str(x["step"]) + (" (early stop)" if x["stopped_early"] else "") for x in s),
+            fmt_cell(Cell([x["wall_s"] for x in s]), 0),
+        ])
+    header = ["encoding", "params", "non-embedding", "train tokens/s", f"best val loss (L={block_size})",
+              "best step", "steps", "train wall (s)"]
+    return md_table(header, rows)
+
+
+def ppl_table(runs: dict[str, list[RunRecord]], set_name: str, protocol: str, lengths: list[int],
+              block_size: int) -> str:
+    """Perplexity per encoding (and RoPE variant) at each length, plus the ratio of the longest
+    length's mean to the training length's."""
+    rows = []
+    for lbl, cells in ppl_rows(runs, set_name, protocol):
+        row = [lbl] + [fmt_cell(cells.get(L)) for L in lengths]
+        first, last = cells.get(block_size), cells.get(lengths[-1])
+        ok = first is not None and last is not None and first.values and last.values and last.note is None
+        row.append(f"{last.mean / first.mean:.2f}" if ok else "n/a")
+        rows.append(row)
+    header = ["encoding"] + [f"L={L} ({L / block_size:g}x)" for L in lengths] + [f"{lengths[-1]} / {block_size}"]
+    return md_table(header, rows)
+
+
+def _setup_section(job: dict, runs: dict[str, list[RunRecord]], info: dict) -> str:
+    m, t = job["model"], job["train"]
+    first = next(iter(runs.values()))[0]
+    summary = first.summary
+    tokens = summary["tokens"]
+    train_tokens = info["train_tokens"]
+    non_emb = {enc: recs[0].summary["params"]["non_embedding"] for enc, recs in runs.items()}
+    total = {enc: recs[0].summary["params"]["total"] for enc, recs in runs.items()}
+    tpp_non = tokens / max(non_emb.values())
+    tpp_total = tokens / max(total.values())
+    lines = [
+        f"- **Model**: {m['n_layer']} layers, {m['n_head']} heads, width {m['n_embd']}, training length "
+        f"L = {m['block_size']}, dropout {m['dropout']}; parameters per encoding in the table below "
+        "(the embedding is the 50,257 x width GPT-2 token table, tied with the output layer).",
+        f"- **Data**: `{job['data']['name']}`: {train_tokens:,} training tokens, {info['val_tokens']:,} "
+        "validation tokens (GPT-2 BPE).",
+        f"- **Training** (the same recipe for every encoding): {t['max_steps']} steps of "
+        f"{t['global_batch_size']} x {m['block_size']} tokens, lr {t['lr']} (warmup {t['warmup_steps']}, "
+        f"cosine to {t['min_lr']}), weight decay {t['weight_decay']}, validation every {t['eval_interval']} "
+        f"steps on {t['eval_batches']} batches, patience {t['patience']} (0: no early stopping); the best "
+        "checkpoint by validation loss is evaluated.",
+        f"- **Budget vs data**: {tokens:,} tokens per run = {tokens / train_tokens:.2f} epochs; "
+        f"{tpp_non:.1f} tokens per non-embedding parameter, {tpp_total:.2f} per parameter in all.",
+        f"- **Seeds**: {', '.join(str(s) for s in job['seeds'])}"
+        + (" (cells show mean ± sample standard deviation over seeds)." if len(job["seeds"]) > 1
+           else " (one seed: no spread is measured; treat small differences as noise)."),
+    ]
+    return "\n".join(lines)
+
+
+def _eval_section(runs: dict[str, list[RunRecord]], first_eval: dict, block_size: int, out: Path) -> list[str]:
+    lengths, stride = first_eval["lengths"], first_eval["stride"]
+    parts = [
+        "## Length extrapolation",
+        "",
+        f"Perplexity at L x {', '.join(f'{x / block_size:g}' for x in lengths)} (lengths {lengths}). "
+        "Non-overlapping: the text is cut into windows of the evaluation length and every token is "
+        "scored, so a token sees on average half a window of context (Press et al.'s main protocol). "
+        f"Sliding: a window of the evaluation length advances {stride} tokens at a time and "
+        f"scores only its last {stride} tokens (capped at the length), so every scored token sees "
+        "nearly a full window of context (stride 1 is the exact protocol). At every length and in both "
+        "protocols the same tokens are scored (chunks of lcm(lengths) tokens, spread evenly over the "
+        "text, never crossing a document's end). RoPE rows with `+ variant` are the same checkpoint "
+        "with a context extension switched on at evaluation time, factor = length / L (no retraining); "
+        "at L itself every variant is the unscaled model.",
+        "",
+    ]
+    for set_name, s in first_eval["sets"].items():
+        parts += [
+            f"### {set_name}",
+            "",
+            f"{s['about'].strip()}" if s["about"] else "",
+            "",
+            f"{s['num_documents']:,} document(s), {s['total_tokens']:,} tokens; scored: "
+            f"{s['chunks']} of {s['chunks_available']} chunks of {s['chunk']} tokens = "
+            f"**{s['scored_tokens']:,} tokens per cell**.",
+            "",
+        ]
+        protocols = list(dict.fromkeys(r["protocol"] for r in s["rows"]))
+        for protocol in protocols:
+            title = PROTOCOL_NAMES.get(protocol, protocol)
+            if protocol == "sliding":
+                title += f", stride {stride}"
+            parts += [f"**{title}**", "", ppl_table(runs, set_name, protocol, lengths, block_size), ""]
+        ppl_png = plots.plot_ppl_vs_length(runs, set_name, protocols, block_size, out / f"ppl_{set_name}.png")
+        pos_png = plots.plot_position_loss(runs, set_name, block_size, out / f"position_loss_{set_name}.png")
+        parts += [f"![perplexity vs length, {set_name}]({ppl_png.name})", "",
+                  f"![loss per token position, {set_name}]({pos_png.name})", ""]
+    return parts
+
+
+def _samples_section(runs: dict[str, list[RunRecord]]) -> list[str]:
+    found = [(enc, recs[0].samples) for enc, recs in runs.items() if recs[0].samples]
+    if not found:
+        return []
+    cfg = found[0][1]["config"]
+    parts = [
+        "## Samples",
+        "",
+        f"Prompt `{cfg['prompt']}`, generator seed {cfg['seed']}, temperature {cfg['temperature']}, "
+        f"top-k {cfg['top_k']}, up to {cfg['max_new_tokens']} new tokens (cut at the end-of-text token); "
+        "the first seed's checkpoint of each encoding.",
+        "",
+    ]
+    for enc, rec in found:
+        parts.append(f"**{enc}**")
+        parts.append("")
+        for story in rec["stories"]:
+            parts += ["```text", story.strip(), "```"]
+        parts.append("")
+    return parts
+
+
+def write_report(out: Path, records: list[RunRecord], job: dict, info: dict) -> Path:
+    """Write out/report.md, its PNGs and out/config.yaml; returns the report's path.
+
+    job: the resolved CompareJob as plain containers. info: command, wall_s, device, train_tokens,
+    val_tokens, started.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    runs = by_encoding(records)
+    block_size = job["model"]["block_size"]
+    first_eval = next((r.eval for r in records if r.eval is not None), None)
+    curves = plots.plot_loss_curves(runs, out / "loss_curves.png")
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(job))
+    parts = [
+        f"# Positional encodings on TinyStories: ablation report (`{job['name']}`)",
+        "",
+        f"Made by `{info['command']}` on {info['started']}, commit `{git_commit()}`, device "
+        f"{info['device']}; this command took {info['wall_s'] / 60:.1f} min "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in info['phases'].items())}). "
+        "The resolved configuration is in [config.yaml](config.yaml).",
+        "",
+        "## Setup",
+        "",
+        _setup_section(job, runs, info),
+        "",
+        "## Training",
+        "",
+        training_table(runs, block_size),
+        "",
+        f"![loss curves]({curves.name})",
+        "",
+    ]
+    if first_eval:
+        parts += _eval_section(runs, first_eval, block_size, out)
+    parts += _samples_section(runs)
+    path = out / "report.md"
+    path.write_text("\n".join(parts).rstrip() + "\n")
+    return path
