@@ -4,6 +4,8 @@
     python evaluate.py ckpts=[runs/rope,runs/alibi] out=results.json
     python evaluate.py ckpts=[runs/rope] eval.stride=1 eval.multipliers=[1,2,4,8,16]
     python evaluate.py ckpts=[runs/rope] eval.sets.long_stories.max_tokens=null   # every book token
+    python evaluate.py ckpts=[runs/rope] ~eval.sets.long_stories \
+        '+eval.sets.mine={files:[texts/*.txt],documents:eot}'    # your own text, one document per file
 
 Both protocols of Press et al. (non-overlapping windows; a sliding window scoring its last
 `eval.stride` tokens), on every set of `eval.sets` (configs/eval/default.yaml), the same tokens
@@ -34,11 +36,11 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     if OmegaConf.is_missing(cfg, "ckpts") or not cfg.ckpts:
         sys.exit("error: no checkpoint given: pass ckpts=[RUN_DIR_OR_FILE,...]")
-    eval_cfg: EvalConfig = OmegaConf.to_object(cfg.eval)
-    eval_container = OmegaConf.to_container(cfg.eval, resolve=True, enum_to_str=True)
-    device = resolve_device(eval_cfg.device)
     results = []
     try:
+        eval_cfg: EvalConfig = OmegaConf.to_object(cfg.eval)
+        eval_container = OmegaConf.to_container(cfg.eval, resolve=True, enum_to_str=True)
+        device = resolve_device(eval_cfg.device)
         for ckpt in cfg.ckpts:
             path = resolve_checkpoint(project_path(ckpt))
             model, train_cfg = load_model(path, device)

@@ -163,6 +163,10 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
     statuses = [run_status(s) for s in specs]  # fail on a foreign run directory before any work
     data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
     meta = read_meta(ensure_prepared(data_cfg))
+    try:  # check the eval settings and tokenize the eval text now, not after an hour of training
+        load_texts(OmegaConf.to_object(cfg.eval), data_cfg.tokenizer)
+    except ValueError as e:
+        raise CompareError(str(e)) from e
     train_tokens, val_tokens = meta["splits"]["train"]["tokens"], meta["splits"]["val"]["tokens"]
     print(describe_plan(cfg, specs, train_tokens), flush=True)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
 
 from model.config import RopeScalingKind
 from training.config import Dtype
@@ -49,12 +51,27 @@ class EvalConfig:
     rope_scalings: list[RopeScalingKind] = field(
         default_factory=lambda: [RopeScalingKind(k) for k in ("none", "linear", "ntk", "dynamic", "yarn")]
     )
-    sets: dict[str, EvalSetConfig] = field(default_factory=dict)
+    # name -> EvalSetConfig. Typed as Any so a set can be added from the command line
+    # (`+eval.sets.mine={files:[a.txt]}`); __post_init__ checks each against EvalSetConfig.
+    sets: dict[str, Any] = field(default_factory=dict)
     batch_tokens: int = 8192  # input tokens per forward (windows per batch = batch_tokens // length)
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
     dtype: Dtype = Dtype.auto  # auto: bf16 autocast on CUDA, fp32 on CPU
     progress: bool = True  # tqdm bar
     cache_dir: str = "data/cache/eval"  # tokenized eval sets, one folder per set and tokenizer
+
+    def __post_init__(self) -> None:
+        self.sets = {name: as_eval_set(name, s) for name, s in self.sets.items()}
+
+
+def as_eval_set(name: str, value: Any) -> EvalSetConfig:
+    """A set given as a dict or DictConfig, validated (unknown keys and bad types are errors)."""
+    if isinstance(value, EvalSetConfig):
+        return value
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvalSetConfig), value))
+    except Exception as e:  # omegaconf's validation errors name the key
+        raise ValueError(f"eval.sets.{name}: {e}") from e
 
 
 @dataclass

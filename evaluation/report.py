@@ -94,9 +94,7 @@ def ppl_table(runs: dict[str, list[RunRecord]], set_name: str, protocol: str, le
 
 def _setup_section(job: dict, runs: dict[str, list[RunRecord]], info: dict) -> str:
     m, t = job["model"], job["train"]
-    first = next(iter(runs.values()))[0]
-    summary = first.summary
-    tokens = summary["tokens"]
+    tokens = t["max_steps"] * t["global_batch_size"] * m["block_size"]  # the budget; early stops use less
     train_tokens = info["train_tokens"]
     non_emb = {enc: recs[0].summary["params"]["non_embedding"] for enc, recs in runs.items()}
     total = {enc: recs[0].summary["params"]["total"] for enc, recs in runs.items()}
@@ -113,7 +111,7 @@ def _setup_section(job: dict, runs: dict[str, list[RunRecord]], info: dict) -> s
         f"cosine to {t['min_lr']}), weight decay {t['weight_decay']}, validation every {t['eval_interval']} "
         f"steps on {t['eval_batches']} batches, patience {t['patience']} (0: no early stopping); the best "
         "checkpoint by validation loss is evaluated.",
-        f"- **Budget vs data**: {tokens:,} tokens per run = {tokens / train_tokens:.2f} epochs; "
+        f"- **Budget vs data**: up to {tokens:,} tokens per run = {tokens / train_tokens:.2f} epochs; "
         f"{tpp_non:.1f} tokens per non-embedding parameter, {tpp_total:.2f} per parameter in all.",
         f"- **Seeds**: {', '.join(str(s) for s in job['seeds'])}"
         + (" (cells show mean ± sample standard deviation over seeds)." if len(job["seeds"]) > 1

@@ -192,3 +192,43 @@ def test_scorer_does_not_change_training_mode_or_grads():
     WindowScorer(model, CPU).score(text.tokens, sliding_windows(plan_chunks(text.docs, 16, None), 8, 2))
     assert model.training
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_evaluate_cli_writes_eval_json(tmp_path):
+    """evaluate.py end to end through Hydra: a saved checkpoint, two small text files, eval.json."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from model.config import ModelConfig, RopePos
+    from training.checkpoint import save_checkpoint
+
+    root = Path(__file__).resolve().parents[1]
+    torch.manual_seed(0)
+    model_cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
+    model = GPT(model_cfg, RopePos())
+    config = {"model": OmegaConf.to_container(OmegaConf.structured(model_cfg), enum_to_str=True),
+              "pos": OmegaConf.to_container(OmegaConf.structured(RopePos()), enum_to_str=True),
+              "data": {"tokenizer": "gpt2"}}
+    run = tmp_path / "run"
+    save_checkpoint({"model": model.state_dict(), "config": config}, run / "ckpt_best.pt")
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.txt").write_text(" ".join(["Once upon a time there was a little dog."] * 30))
+    cmd = [sys.executable, "evaluate.py", f"ckpts=[{run}]", "eval.multipliers=[1,2]", "eval.stride=8",
+           "eval.rope_scalings=[none,yarn]", "eval.progress=false", f"eval.cache_dir={tmp_path}/cache",
+           "~eval.sets.tinystories", "~eval.sets.long_stories",  # replace the default sets by one
+           f"+eval.sets.books={{files:[{tmp_path}/*.txt],documents:eot,max_tokens:64}}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "64 tokens scored at every length" in done.stdout
+    result = json.loads((run / "eval.json").read_text())
+    rows = result["sets"]["books"]["rows"]
+    assert {(r["variant"], r["length"], r["protocol"]) for r in rows} == {
+        (v, L, p) for v in ("none", "yarn") for L in (16, 32) for p in ("nonoverlap", "sliding")}
+    assert result["sets"]["books"]["num_documents"] == 2
