@@ -3,6 +3,8 @@ them with the stories the test wrote, joined by <|endoftext|> (the reference).""
 
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +94,17 @@ def test_txt_separator_lines_with_spaces_and_blank_lines():
     text = "First story.\nSecond line.\n<|endoftext|> \n\n  Second story.  \n  <|endoftext|>\n\n"
     assert split_stories(text) == ["First story.\nSecond line.", "Second story."]
     assert split_stories("No separator at all.\n") == ["No separator at all."]
+
+
+def test_split_stories_matches_a_multiline_regex():
+    # Reference: split at lines holding only the separator, with an independent regex.
+    line = re.compile(r"^[ \t]*<\|endoftext\|>[ \t]*$", re.MULTILINE)
+    rng = random.Random(0)
+    parts = ["a", "\n", " ", "\t", EOT, "b c"]
+    for _ in range(3000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        reference = [s for s in (p.strip() for p in line.split(text)) if s]
+        assert split_stories(text) == reference, repr(text)
 
 
 def test_jsonl_json_and_parquet(tmp_path, enc):
