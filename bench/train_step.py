@@ -1,0 +1,328 @@
+"""Training-step speed of our GPT against peers of the identical shape.
+
+One step is forward, cross-entropy, backward and an AdamW step. Every contender has the same
+n_layer, n_head, n_embd, block_size, vocab (50257), batch, dtype, tied embeddings and no dropout,
+trains on the same batch with the same optimizer, and all of them run in one process, interleaved
+(see bench/common.py). Ours computes its loss itself (`model(idx, targets)`, as training does); the
+peers' loss is the same `F.cross_entropy` call on their logits. Peers per encoding:
+
+    learned     Hugging Face GPT2LMHeadModel (sdpa); x-transformers absolute
+    sinusoidal  x-transformers scaled sinusoidal
+    t5          x-transformers T5 relative bias
+    rope        Hugging Face GPTNeoXForCausalLM (use_parallel_residual=False, rotary_pct=1); x-transformers rotary
+    alibi       Hugging Face BloomForCausalLM; x-transformers ALiBi
+    nope        x-transformers with no positional encoding
+
+The printed ratio is peer time / our time (above 1: we are faster). Example (CPU, tiny shape):
+
+    python bench/train_step.py --threads 2 --reps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+if __package__ in (None, ""):  # run as a script (python bench/train_step.py): find the project
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    DTYPES,
+    Timings,
+    command_line,
+    machine_line,
+    markdown_table,
+    median,
+    peak_flops,
+    setup,
+    spread,
+    time_interleaved,
+)
+from model import GPT
+from model.config import POS_CONFIGS, ModelConfig
+
+VOCAB = 50257
+
+
+@dataclass
+class Shape:
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    batch_size: int
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+            block_size=self.block_size,
+            vocab_size=VOCAB,
+            dropout=0.0,
+            bias=True,
+        )
+
+
+# A contender's loss: (model, idx, targets) -> mean cross-entropy.
+LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+
+
+@dataclass
+class Contender:
+    name: str
+    encoding: str
+    model: nn.Module
+    loss: LossFn
+
+    @property
+    def is_ours(self) -> bool:
+        return isinstance(self.model, GPT)
+
+
+def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """The peers' loss: the call our GPT.forward makes (HF and x-transformers compute the same)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+
+
+def ours(shape: Shape, encoding: str) -> Contender:
+    model = GPT(shape.model_config(), POS_CONFIGS[encoding]())
+    return Contender(f"ours {encoding}", encoding, model, lambda m, idx, tgt: m(idx, tgt)[1])
+
+
+def _hf_loss(m: nn.Module, idx: Tensor, targets: Tensor) -> Tensor:
+    return cross_entropy(m(input_ids=idx, use_cache=False).logits, targets)
+
+
+def hf_gpt2(shape: Shape) -> Contender:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(
+        vocab_size=VOCAB,
+        n_positions=shape.block_size,
+        n_embd=shape.n_embd,
+        n_layer=shape.n_layer,
+        n_head=shape.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        tie_word_embeddings=True,
+        use_cache=False,
+    )
+    model = GPT2LMHeadModel._from_config(cfg, attn_implementation="sdpa")
+    return Contender("HF GPT2 (learned)", "learned", model, _hf_loss)
+
+
+def hf_neox(shape: Shape) -> Contender:
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    cfg = GPTNeoXConfig(
+        vocab_size=VOCAB,
+        hidden_size=shape.n_embd,
+        num_hidden_layers=shape.n_layer,
+        num_attention_heads=shape.n_head,
+        intermediate_size=4 * shape.n_embd,
+        max_position_embeddings=shape.block_size,
+        rotary_pct=1.0,  # rotate the whole head, as ours does (NeoX's default is 0.25)
+        use_parallel_residual=False,  # sequential pre-LN block, as ours
+        hidden_act="gelu",
+        attention_bias=True,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        tie_word_embeddings=True,
+        use_cache=False,
+    )
+    model = GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa")
+    return Contender("HF GPT-NeoX (rope)", "rope", model, _hf_loss)
+
+
+def hf_bloom(shape: Shape) -> Contender:
+    from transformers import BloomConfig, BloomForCausalLM
+
+    cfg = BloomConfig(
+        vocab_size=VOCAB,
+        hidden_size=shape.n_embd,
+        n_layer=shape.n_layer,
+        n_head=shape.n_head,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        tie_word_embeddings=True,
+        use_cache=False,
+    )
+    model = BloomForCausalLM._from_config(cfg)  # eager attention: Bloom has no sdpa path
+    return Contender("HF Bloom (alibi)", "alibi", model, _hf_loss)
+
+
+# x-transformers 2.31 switches, one set per encoding (`Decoder` kwargs, `TransformerWrapper` kwargs)
+XT_ENCODINGS = {
+    "learned": ("absolute", {}, {"use_abs_pos_emb": True}),
+    "sinusoidal": ("scaled sinusoidal", {}, {"use_abs_pos_emb": True, "scaled_sinu_pos_emb": True}),
+    "t5": ("T5 bias", {"rel_pos_bias": True}, {"use_abs_pos_emb": False}),
+    "rope": ("rotary", {"rotary_pos_emb": True}, {"use_abs_pos_emb": False}),
+    "alibi": ("ALiBi", {"alibi_pos_bias": True}, {"use_abs_pos_emb": False}),
+    "nope": ("no pos", {}, {"use_abs_pos_emb": False}),
+}
+
+
+def x_transformer(shape: Shape, encoding: str) -> Contender:
+    from x_transformers import Decoder, TransformerWrapper
+
+    label, decoder_kw, wrapper_kw = XT_ENCODINGS[encoding]
+    head_dim = shape.n_embd // shape.n_head
+    decoder = Decoder(
+        dim=shape.n_embd,
+        depth=shape.n_layer,
+        heads=shape.n_head,
+        attn_dim_head=head_dim,
+        attn_flash=encoding != "t5",  # x-transformers refuses flash (SDPA) with the T5 bias
+        rotary_emb_dim=head_dim,  # rotate the whole head (its default is half)
+        verbose=False,
+        **decoder_kw,
+    )
+    model = TransformerWrapper(
+        num_tokens=VOCAB, max_seq_len=shape.block_size, attn_layers=decoder, tie_embedding=True, **wrapper_kw
+    )
+    return Contender(f"x-transformers {label}", encoding, model, lambda m, idx, tgt: cross_entropy(m(idx), tgt))
+
+
+HF_PEERS = {"learned": hf_gpt2, "rope": hf_neox, "alibi": hf_bloom}
+
+
+def build_contenders(shape: Shape, encodings: list[str], peers: bool = True) -> list[Contender]:
+    contenders = []
+    for enc in encodings:
+        contenders.append(ours(shape, enc))
+        if peers:
+            if enc in HF_PEERS:
+                contenders.append(HF_PEERS[enc](shape))
+            contenders.append(x_transformer(shape, enc))
+    return contenders
+
+
+def make_step(
+    c: Contender,
+    idx: Tensor,
+    targets: Tensor,
+    dtype: torch.dtype,
+    fused: bool,
+    compile: bool,
+) -> Callable[[], None]:
+    """A closure running one training step of `c` (its model moved to idx's device)."""
+    model = c.model.to(idx.device).train()
+    forward = torch.compile(model) if compile else model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=fused)
+    autocast = dtype != torch.float32
+
+    def step() -> None:
+        with torch.autocast(idx.device.type, dtype=dtype, enabled=autocast):
+            loss = c.loss(forward, idx, targets)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def fused_adamw_available(device: torch.device) -> bool:
+    try:
+        torch.optim.AdamW([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+        return True
+    except (RuntimeError, ValueError):
+        return False
+
+
+def run(args: argparse.Namespace) -> Timings:
+    device = setup(args.device, args.threads, args.seed, args.malloc, tf32=True)
+    dtype = DTYPES[args.dtype]
+    shape = Shape(args.n_layer, args.n_head, args.n_embd, args.block_size, args.batch_size)
+    contenders = build_contenders(shape, args.encodings, peers=not args.no_peers)
+    gen = torch.Generator().manual_seed(args.seed)
+    data = torch.randint(0, VOCAB, (shape.batch_size, shape.block_size + 1), generator=gen).to(device)
+    idx, targets = data[:, :-1], data[:, 1:]
+    fused = fused_adamw_available(device) if args.optimizer == "fused" else False
+    steps = {c.name: make_step(c, idx, targets, dtype, fused, args.compile) for c in contenders}
+    timings = time_interleaved(steps, args.reps, args.warmup, device)
+    print(f"\n{command_line()}\n{machine_line(device)}")
+    print(
+        f"shape: n_layer {shape.n_layer}, n_head {shape.n_head}, n_embd {shape.n_embd}, "
+        f"block {shape.block_size}, batch {shape.batch_size}, vocab {VOCAB}; dtype {args.dtype}"
+        f"{' (autocast)' if dtype != torch.float32 else ''}; compile {args.compile}; "
+        f"AdamW {'fused' if fused else 'foreach'}; {args.reps} reps after {args.warmup} warmup; "
+        f"ratios on the {args.clock} clock; malloc {args.malloc}\n"
+    )
+    print(report(contenders, timings, args.clock, shape, device, dtype))
+    return timings
+
+
+def report(
+    contenders: list[Contender],
+    timings: Timings,
+    clock: str,
+    shape: Shape,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> str:
+    """One markdown row per contender: medians on both clocks, tokens/s and MFU on `clock`, and
+    peer/ours on `clock` (above 1: ours is faster)."""
+    times = timings.on(clock)
+    tokens = shape.batch_size * shape.block_size
+    peak = peak_flops(device, dtype)
+    if peak:  # the nominal FLOPs of the shape (ours counts them), the same for every contender
+        flops = GPT(shape.model_config(), POS_CONFIGS["nope"]()).flops_per_token(shape.block_size)
+    ours_t = {c.encoding: median(times[c.name]) for c in contenders if c.is_ours}
+    headers = ["encoding", "model", "params (M)", "wall ms", "cpu ms", "spread", "tokens/s"]
+    headers += ["MFU"] if peak else []
+    headers += ["peer/ours"]
+    rows = []
+    for c in contenders:
+        t = median(times[c.name])
+        params = sum(p.numel() for p in c.model.parameters()) / 1e6
+        row = [c.encoding, c.name, f"{params:.2f}", f"{1e3 * median(timings.wall[c.name]):.0f}"]
+        row += [f"{1e3 * median(timings.cpu[c.name]):.0f}", spread(times[c.name]), f"{tokens / t:,.0f}"]
+        row += [f"{100 * flops * tokens / t / peak:.1f}%"] if peak else []
+        row += ["-" if c.is_ours else f"{t / ours_t[c.encoding]:.2f}x"]
+        rows.append(row)
+    return markdown_table(headers, rows)
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--block-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="non-float32 runs under autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile every contender")
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="clock of the ratios; cpu (process time) resists a shared machine's load with --threads 1",
+    )
+    p.add_argument(
+        "--malloc",
+        choices=["default", "keep"],
+        default="default",
+        help="keep: glibc keeps freed memory (no page faults on the per-step logits); see bench/common.py",
+    )
+    p.add_argument("--optimizer", choices=["fused", "foreach"], default="fused")
+    p.add_argument("--encodings", nargs="+", choices=sorted(POS_CONFIGS), default=list(POS_CONFIGS))
+    p.add_argument("--no-peers", action="store_true", help="time our model only")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    run(parse_args())

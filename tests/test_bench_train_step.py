@@ -1,0 +1,46 @@
+"""Smoke test of bench/train_step.py: every contender trains a step at a tiny shape, and each
+peer really has our shape (same parameter count up to the parts its block lacks or adds)."""
+
+import pytest
+import torch
+
+from bench.common import peak_flops
+from bench.train_step import Shape, build_contenders, parse_args, run
+from tests.conftest import requires_cuda
+
+TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "2"]
+
+
+@pytest.mark.slow
+def test_every_contender_runs_and_is_reported(capsys):
+    timings = run(parse_args(TINY + ["--reps", "2", "--warmup", "1", "--device", "cpu"]))
+    names = set(timings.wall)
+    encodings = ["learned", "sinusoidal", "t5", "rope", "alibi", "nope"]
+    assert {f"ours {e}" for e in encodings} <= names
+    assert {"HF GPT2 (learned)", "HF GPT-NeoX (rope)", "HF Bloom (alibi)"} <= names
+    assert sum(n.startswith("x-transformers") for n in names) == 6
+    assert all(len(ts) == 2 and min(ts) > 0 for ts in timings.wall.values())
+    out = capsys.readouterr().out
+    assert "peer/ours" in out and out.count("| ours ") == 6
+
+
+def test_peers_share_the_shape():
+    shape = Shape(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=1)
+    for c in build_contenders(shape, ["learned", "rope", "alibi", "t5"]):
+        emb = [m for m in c.model.modules() if isinstance(m, torch.nn.Embedding) and m.num_embeddings == 50257]
+        assert len(emb) == 1 and emb[0].embedding_dim == 32, c.name  # one tied 50257 x C table
+        idx = torch.zeros(1, 16, dtype=torch.long)
+        loss = c.loss(c.model, idx, idx)
+        assert loss.ndim == 0 and torch.isfinite(loss), c.name
+        # the head is tied: no second vocab-sized matrix
+        assert sum(p.numel() for p in c.model.parameters() if 50257 in p.shape) == 50257 * 32, c.name
+
+
+@pytest.mark.slow
+@pytest.mark.cuda
+@requires_cuda
+def test_cuda_bf16_compiled_step_reports_mfu(capsys):
+    args = ["--reps", "2", "--warmup", "1", "--device", "cuda", "--dtype", "bfloat16", "--compile"]
+    run(parse_args(TINY + args + ["--encodings", "learned", "alibi"]))
+    if peak_flops(torch.device("cuda"), torch.bfloat16) is not None:  # a GPU whose peak we know
+        assert "MFU" in capsys.readouterr().out
