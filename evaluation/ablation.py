@@ -12,6 +12,7 @@ unchanged.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -157,6 +158,7 @@ def write_json(path: Path, obj: dict) -> None:
 def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
     """Train, evaluate, sample, report; returns the path of report.md."""
     started = datetime.now(timezone.utc)
+    load_start = os.getloadavg()[0]  # other processes sharing the machine slow every phase down
     t0 = time.perf_counter()
     phases: dict[str, float] = {}
     specs = make_specs(cfg)
@@ -201,6 +203,10 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
         "train_tokens": train_tokens,
         "val_tokens": val_tokens,
         "phases": phases,
+        "load": (load_start, os.getloadavg()[0]),
+        "reused": statuses.count("done"),
+        "runs": len(specs),
+        "cpus": os.cpu_count(),
     }
     records = [load_run(s.run_dir) for s in specs]
     info["wall_s"] = time.perf_counter() - t0  # everything but writing the report itself

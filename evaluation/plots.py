@@ -36,24 +36,34 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _smooth(values: np.ndarray, width: int = 5) -> np.ndarray:
+    """Centred moving average over `width` points (fewer at the ends)."""
+    kernel = np.ones(max(1, min(width, len(values))))  # "same" would return len(kernel) points otherwise
+    return np.convolve(values, kernel, mode="same") / np.convolve(np.ones(len(values)), kernel, mode="same")
+
+
 def plot_loss_curves(runs: dict[str, list[RunRecord]], path: Path) -> Path:
-    """Training loss (thin) and validation loss (thick, markers) of every encoding on one axis,
-    against tokens seen; each the mean over seeds."""
+    """Training loss (thin, centred moving average of 5 logged steps) and validation loss (thick, markers)
+    of every encoding on one axis, against tokens seen; each the mean over seeds. The y axis starts
+    after the first evaluation, so the end of training is readable."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colors = _colors(list(runs))
+    shown = []
     for enc, recs in runs.items():
         t, train = loss_curves(recs, "train", "loss")
         v_t, val = loss_curves(recs, "eval", "val_loss")
-        ax.plot(t, train, color=colors[enc], linewidth=0.8, alpha=0.55)
+        train = _smooth(train) if len(train) else train
+        ax.plot(t, train, color=colors[enc], linewidth=0.9, alpha=0.6)
         ax.plot(v_t, val, color=colors[enc], linewidth=2.0, marker="o", markersize=3, label=enc)
+        if len(v_t):
+            shown += [val, train[t >= v_t[0]]]
+    if shown:
+        values = np.concatenate(shown)
+        low, high = values.min(), values.max()
+        ax.set_ylim(low - 0.05 * (high - low + 0.1), high + 0.05 * (high - low + 0.1))
     ax.set_xlabel("training tokens")
     ax.set_ylabel("cross-entropy (nats)")
-    ax.set_title("training loss (thin) and validation loss (thick)")
-    lows = [loss_curves(recs, "eval", "val_loss")[1] for recs in runs.values()]
-    lows = np.concatenate([x for x in lows if len(x)]) if any(len(x) for x in lows) else np.zeros(0)
-    if len(lows):  # leave out the first steps' ~10.8 so the end of training is readable
-        top = np.percentile(lows, 90)
-        ax.set_ylim(lows.min() - 0.1 * (top - lows.min() + 0.1), top + 0.3)
+    ax.set_title("training loss (thin, smoothed) and validation loss (thick)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -87,21 +97,36 @@ def plot_ppl_vs_length(runs: dict[str, list[RunRecord]], set_name: str, protocol
 def plot_position_loss(runs: dict[str, list[RunRecord]], set_name: str, block_size: int, path: Path,
                        bins: int = 64) -> Path:
     """Mean loss at each position of non-overlapping windows of the longest length, averaged in
-    `bins` equal bins of positions (one window position has few samples)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    `bins` equal bins of positions (one window position has few samples). Every curve scores the
+    same tokens, so the lower panel subtracts the median over the encodings (RoPE variants left
+    out) at each position: what the text makes hard cancels, and what the encoding does remains."""
+    fig, (ax, rel) = plt.subplots(2, 1, figsize=(7.5, 7.0), sharex=True, height_ratios=(3, 2))
     curves = position_curves(runs, set_name)
     colors = _colors([c[0] for c in curves])
     longest = max((c[1] for c in curves), default=block_size)
     width = max(1, longest // bins)
+    binned = {}
     for lbl, length, loss, _ in curves:
         n = length // width
-        binned = loss[: n * width].reshape(n, width).mean(axis=1)  # (n,) mean of each bin
-        centers = width * np.arange(n) + (width - 1) / 2
-        ax.plot(centers, binned, color=colors[lbl.split(" + ")[0]], label=lbl, **_style(lbl))
-    ax.axvline(block_size, color="grey", linewidth=0.8, linestyle=":")
-    ax.set_xlabel(f"token position in the window (bins of {width}); dotted: training length")
+        binned[lbl] = loss[: n * width].reshape(n, width).mean(axis=1)  # (n,) mean of each bin
+    centers = width * np.arange(longest // width) + (width - 1) / 2
+    base = [b for lbl, b in binned.items() if " + " not in lbl]
+    median = np.array([np.median([b[i] for b in base if i < len(b)]) for i in range(len(centers))])
+    for lbl, b in binned.items():
+        kw = dict(color=colors[lbl.split(" + ")[0]], label=lbl, **_style(lbl))
+        ax.plot(centers[: len(b)], b, **kw)
+        rel.plot(centers[: len(b)], b - median[: len(b)], **kw)
+    for a in (ax, rel):
+        a.axvline(block_size, color="grey", linewidth=0.8, linestyle=":")
+        a.grid(alpha=0.3)
     ax.set_ylabel("cross-entropy (nats)")
     ax.set_title(f"{set_name}: loss per position, non-overlapping windows of {longest}")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
+    rel.axhline(0, color="black", linewidth=0.6)
+    rel.set_yscale("symlog", linthresh=0.1)  # linear within +-0.1 nats, logarithmic beyond
+    low, high = rel.get_ylim()
+    ticks = [t for t in (-10, -1, -0.1, 0, 0.1, 1, 10) if low <= t <= high]
+    rel.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    rel.set_ylabel("minus the median encoding (symlog)")
+    rel.set_xlabel(f"token position in the window (bins of {width}); dotted: training length")
     return _save(fig, path)

@@ -134,7 +134,9 @@ def _eval_section(runs: dict[str, list[RunRecord]], first_eval: dict, block_size
         "protocols the same tokens are scored (chunks of lcm(lengths) tokens, spread evenly over the "
         "text, never crossing a document's end). RoPE rows with `+ variant` are the same checkpoint "
         "with a context extension switched on at evaluation time, factor = length / L (no retraining); "
-        "at L itself every variant is the unscaled model.",
+        "at L itself every variant is the unscaled model. Dynamic NTK computes its base from the "
+        "current length l, base * (s * l / L - s + 1)^(d / (d - 2)); with s = l / L too, as here, it "
+        "scales the base more than `ntk` (s^(d / (d - 2))) in a whole-window evaluation.",
         "",
     ]
     for set_name, s in first_eval["sets"].items():
@@ -200,8 +202,13 @@ def write_report(out: Path, records: list[RunRecord], job: dict, info: dict) -> 
         "",
         f"Made by `{info['command']}` on {info['started']}, commit `{git_commit()}`, device "
         f"{info['device']}; this command took {info['wall_s'] / 60:.1f} min "
-        f"({', '.join(f'{k} {v:.0f} s' for k, v in info['phases'].items())}). "
-        "The resolved configuration is in [config.yaml](config.yaml).",
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in info['phases'].items())})"
+        + (f", with a 1-minute load average of {info['load'][0]:.1f} at the start and {info['load'][1]:.1f} "
+           f"at the end on {info['cpus']} CPUs (other processes shared the machine: times and tokens/s "
+           "vary with that load, not only with the encoding)" if "load" in info else "")
+        + (f"; {info['reused']} of {info['runs']} runs were trained by an earlier invocation and reused"
+           if info.get("reused") else "")
+        + ". The resolved configuration is in [config.yaml](config.yaml).",
         "",
         "## Setup",
         "",
