@@ -108,8 +108,9 @@ def describe_plan(cfg: DictConfig, specs: list[RunSpec], train_tokens: int) -> s
         counts = build_model(cfg.model, OmegaConf.structured(POS_CONFIGS[enc])).param_counts()
         lines.append(
             f"  {enc:<11} params {counts['total'] / 1e6:7.3f}M (non-embedding {counts['non_embedding'] / 1e6:.3f}M): "
-            f"{tokens / counts['non_embedding']:8.1f} tokens per non-embedding parameter, "
-            f"{tokens / counts['total']:.2f} per parameter"
+            f"{tokens / counts['non_embedding']:.1f} tokens seen per non-embedding parameter "
+            f"({tokens / counts['total']:.2f} per parameter); the corpus holds "
+            f"{train_tokens / counts['non_embedding']:.2f} distinct tokens per non-embedding parameter"
         )
     return "\n".join(lines)
 

@@ -112,7 +112,9 @@ def _setup_section(job: dict, runs: dict[str, list[RunRecord]], info: dict) -> s
         f"steps on {t['eval_batches']} batches, patience {t['patience']} (0: no early stopping); the best "
         "checkpoint by validation loss is evaluated.",
         f"- **Budget vs data**: up to {tokens:,} tokens per run = {tokens / train_tokens:.2f} epochs; "
-        f"{tpp_non:.1f} tokens per non-embedding parameter, {tpp_total:.2f} per parameter in all.",
+        f"{tpp_non:.1f} tokens seen per non-embedding parameter, {tpp_total:.2f} per parameter in all; "
+        f"the corpus holds {train_tokens / max(non_emb.values()):.2f} distinct training tokens per "
+        "non-embedding parameter.",
         f"- **Seeds**: {', '.join(str(s) for s in job['seeds'])}"
         + (" (cells show mean ± sample standard deviation over seeds)." if len(job["seeds"]) > 1
            else " (one seed: no spread is measured; treat small differences as noise)."),
