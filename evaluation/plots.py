@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 
 from evaluation.runs import RunRecord, loss_curves, position_curves, ppl_rows  # noqa: E402
 
-DPI = 110
+DPI = 90
 PROTOCOL_TITLES = {"nonoverlap": "non-overlapping windows", "sliding": "sliding window"}
 
 
