@@ -216,13 +216,18 @@ def make_step(
 ) -> Callable[[], None]:
     """A closure running one training step of `c` (its model moved to idx's device)."""
     model = c.model.to(idx.device).train()
-    forward = torch.compile(model) if compile else model
+
+    def loss_fn(idx: Tensor, targets: Tensor) -> Tensor:
+        return c.loss(model, idx, targets)
+
+    # compile forward and loss together for every contender (ours computes its loss inside forward)
+    loss_fn = torch.compile(loss_fn) if compile else loss_fn
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=fused)
     autocast = dtype != torch.float32
 
     def step() -> None:
         with torch.autocast(idx.device.type, dtype=dtype, enabled=autocast):
-            loss = c.loss(forward, idx, targets)
+            loss = loss_fn(idx, targets)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -301,7 +306,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="non-float32 runs under autocast")
-    p.add_argument("--compile", action="store_true", help="torch.compile every contender")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile every contender's forward + loss (use --warmup 3)"
+    )
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")

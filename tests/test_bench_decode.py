@@ -14,7 +14,7 @@ def test_decode_bench_runs_and_cached_equals_uncached(capsys):
     assert len(timings.wall) == 6 * 2 + 2
     assert all(len(ts) == 2 and min(ts) > 0 for ts in timings.wall.values())
     out = capsys.readouterr().out
-    assert "cached == uncached tokens: yes, every encoding" in out
+    assert "cached == uncached tokens: yes (learned, sinusoidal, t5, rope, alibi, nope)" in out
     assert "HF GPT2 generate (no cache)" in out
 
 
@@ -23,4 +23,4 @@ def test_decode_bench_runs_and_cached_equals_uncached(capsys):
 @requires_cuda
 def test_cuda_compiled_decode_gives_the_uncached_tokens(capsys):
     run(parse_args(TINY + ["--reps", "1", "--warmup", "1", "--device", "cuda", "--compile", "--check", "--no-hf"]))
-    assert "cached == uncached tokens: yes, every encoding" in capsys.readouterr().out
+    assert "cached == uncached tokens: yes (learned, sinusoidal, t5, rope, alibi, nope)" in capsys.readouterr().out
