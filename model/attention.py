@@ -3,9 +3,9 @@
 Backends (all equal to softmax(QK^T / sqrt(d) + bias + mask) V, tested against that formula):
 - SDPA with `is_causal=True`: no bias and no cached keys (the flash kernel on CUDA);
 - SDPA with no mask: a one-token decode step without bias (every cached key is visible);
-- SDPA with an additive float mask: bias encodings, and cached steps with several new tokens.
-  `is_causal` is aligned to the upper left, which is wrong once Tq != Tk, so the mask is built from
-  absolute positions (key position <= query position);
+- SDPA with an additive float mask: bias encodings, cached steps with several new tokens, and
+  fixed-shape decode steps over the whole cache. `is_causal` is aligned to the upper left, which is
+  wrong once Tq != Tk, so the mask is built from absolute positions (key position <= query position);
 - FlexAttention: bias encodings on CUDA without a cache; the bias becomes a `score_mod` and the
   causal mask a block mask, so no (T, T) tensor is materialised.
 """
@@ -83,7 +83,7 @@ def sdpa_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, dropout_p
     pos = inp.positions
     if inp.bias is None and pos.start == 0:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-    if inp.bias is None and pos.length == 1:
+    if inp.bias is None and pos.length == 1 and not pos.is_fixed:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     mask = causal_float_mask(pos, q.dtype)
     if inp.bias is not None:
@@ -109,7 +109,7 @@ class CausalSelfAttention(nn.Module):
         if inp.rotation is not None:  # the cache keeps rotated keys
             q, k = inp.rotation.new(q), inp.rotation.new(k)
         if cache is not None:
-            k, v = cache.update(layer, k, v)  # (B, H, Tk, D), Tk = cached + T
+            k, v = cache.update(layer, k, v, inp.positions)  # (B, H, Tk, D)
         dropout_p = self.dropout if self.training else 0.0
         if inp.score_mod is not None:
             y, lse = flex_attend(q, k, v, inp.score_mod)

@@ -60,13 +60,22 @@ class CachedDecoder:
     step past the table costs a full window, as uncached sampling does), or an encoding whose
     earlier positions change as the sequence grows (dynamic NTK past its original length), which
     re-prefills everything seen so far.
+
+    With `compile`, one-token steps run the model's compiled fixed-shape step (CUDA graphs on
+    CUDA, see model/fixed_step.py); prefills and re-prefills stay eager.
     """
 
-    def __init__(self, model: GPT, batch_size: int, max_len: int, overflow: str = "stop"):
+    def __init__(self, model: GPT, batch_size: int, max_len: int, overflow: str = "stop", compile: bool = False):
         self.model, self.overflow, self.limit = model, overflow, model.max_positions
         capacity = max_len if self.limit is None else min(max_len, self.limit)
-        self.cache = KVCache.for_model(model, batch_size, capacity)
+        self.fixed_step = model.compiled_decode_step(batch_size, capacity) if compile else None
+        self.cache = self.fixed_step.cache if compile else KVCache.for_model(model, batch_size, capacity)
         self.tokens: Optional[Tensor] = None  # (B, T) everything seen so far
+        # On CPU, F.linear(x, W) with the (V, C) row-major head runs V short dot products per row;
+        # x @ a contiguous (C, V) copy streams the table instead: 1.4-1.9x faster decode steps at
+        # the tiny width (bench/RESULTS.md). The weights are frozen while sampling.
+        weight = model.lm_head.weight
+        self._head_t = weight.detach().t().contiguous() if weight.device.type == "cpu" else None
 
     @torch.no_grad()
     def prefill(self, idx: Tensor) -> Tensor:
@@ -87,13 +96,15 @@ class CachedDecoder:
             return self._forward(self.tokens[:, -self.limit :], reset=True)
         if self.model.pos.recompute_on_growth(total):
             return self._forward(self.tokens, reset=True)
+        if self.fixed_step is not None:
+            return self.fixed_step(token[:, None])
         return self._forward(token[:, None], reset=False)
 
     def _forward(self, idx: Tensor, reset: bool) -> Tensor:
         if reset:
             self.cache.reset()
-        logits, _ = self.model(idx, cache=self.cache, last_only=True)
-        return logits[:, -1]
+        x = self.model.hidden(idx, cache=self.cache)[:, -1]  # (B, C)
+        return x @ self._head_t if self._head_t is not None else self.model.lm_head(x)
 
 
 def generate(
@@ -106,12 +117,15 @@ def generate(
     generator: Optional[torch.Generator] = None,
     stop_token: Optional[int] = None,
     overflow: str = "stop",
+    compile: bool = False,
 ) -> Iterator[Tensor]:
     """Yield (B,) new token ids, one step at a time, from a (B, T) prompt (see CachedDecoder).
 
     Stops after `max_new_tokens`, or once every row has produced `stop_token`. Bad options and
     a prompt too long for a learned table (with overflow="stop") raise ValueError here, before any
     work; a table that fills up during generation raises ContextFull from the iterator.
+    `compile` runs the one-token steps as the model's compiled fixed-shape step (CUDA graphs on
+    CUDA); the first call for a batch size and length compiles it.
     """
     validate_sampling(temperature, top_k, top_p, overflow)
     limit = model.max_positions
@@ -120,7 +134,7 @@ def generate(
             f"the prompt has {idx.shape[1]} tokens but this model's learned position table holds "
             f"{limit}: shorten the prompt, or pass overflow=slide to keep its last {limit} tokens"
         )
-    decoder = CachedDecoder(model, idx.shape[0], idx.shape[1] + max_new_tokens, overflow)
+    decoder = CachedDecoder(model, idx.shape[0], idx.shape[1] + max_new_tokens, overflow, compile)
     return _sample(decoder, idx, max_new_tokens, temperature, top_k, top_p, generator, stop_token)
 
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from model.attention import AttentionInputs, CausalSelfAttention
 from model.config import AttnBackend, ModelConfig, PosConfig, RopeScaling
+from model.fixed_step import FixedDecodeStep
 from model.kv_cache import KVCache
 from model.positional import Positions, build_positional
 from model.positional.rotary import RotaryPositions
@@ -62,6 +63,7 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2: scale residual projections by 1/sqrt(2 L)
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        self._compiled_steps: dict[tuple, FixedDecodeStep] = {}  # see compiled_decode_step
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -97,6 +99,22 @@ class GPT(nn.Module):
         auto = backend == AttnBackend.auto and is_bias and x.is_cuda and cache is None
         return auto and not (self.training and self.cfg.dropout > 0)
 
+    def compiled_decode_step(self, batch_size: int, capacity: int) -> FixedDecodeStep:
+        """The compiled fixed-shape decode step (model/fixed_step.py) for this batch size and
+        cache capacity, with an empty cache of its own: CUDA graphs (mode "reduce-overhead") on
+        CUDA, inductor's default mode elsewhere. Built on first use and kept, so that later calls
+        replay the same graph; the graph reads the parameters in place, so training between
+        calls is seen."""
+        p = self.lm_head.weight
+        key = (batch_size, capacity, p.device, p.dtype)
+        if key not in self._compiled_steps:
+            step = FixedDecodeStep(self, KVCache.for_model(self, batch_size, capacity))
+            step.compile(mode="reduce-overhead" if p.is_cuda else "default")
+            self._compiled_steps[key] = step
+        step = self._compiled_steps[key]
+        step.cache.reset()
+        return step
+
     def forward(
         self,
         idx: Tensor,
@@ -109,11 +127,27 @@ class GPT(nn.Module):
 
         With a cache, the T new tokens sit at positions cache.length .. cache.length + T - 1.
         """
+        x = self.hidden(idx, cache)
+        if last_only:
+            x = x[:, -1:, :]
+        logits = self.lm_head(x)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+        return logits, loss
+
+    def hidden(self, idx: Tensor, cache: Optional[KVCache] = None, positions: Optional[Positions] = None) -> Tensor:
+        """idx (B, T) -> the final hidden states (B, T, C), after ln_f and before the head.
+
+        `positions` defaults to the T tokens after the cache's (from 0 without a cache); a fixed
+        decode step passes `Positions.fixed` and advances the cache itself.
+        """
         B, T = idx.shape
-        start = 0 if cache is None else cache.length
-        if cache is not None:
-            cache.check_room(T)
-        positions = Positions.make(start, T, idx.device)  # built once, handed to every layer
+        if positions is None:
+            start = 0 if cache is None else cache.length
+            if cache is not None:
+                cache.check_room(T)
+            positions = Positions.make(start, T, idx.device)  # built once, handed to every layer
         x = self.wte(idx) * self.pos.token_scale()
         pe = self.pos.embed(positions)
         if pe is not None:
@@ -122,16 +156,9 @@ class GPT(nn.Module):
         inp = AttentionInputs(self.pos, positions, use_flex=self._use_flex(idx, cache))
         for layer, block in enumerate(self.blocks):
             x = block(x, inp, cache, layer)
-        if cache is not None:
+        if cache is not None and not positions.is_fixed:
             cache.advance(T)
-        x = self.ln_f(x)
-        if last_only:
-            x = x[:, -1:, :]
-        logits = self.lm_head(x)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
-        return logits, loss
+        return self.ln_f(x)
 
     def param_counts(self) -> dict[str, int]:
         """Embedding (token table, and the learned position table) vs everything else; the tied

@@ -2,13 +2,16 @@
 
 The sampler owns it; training never sees one. Each layer writes the keys and values of the new
 tokens at `length .. length + T` and reads `0 .. length + T`; the model advances `length` once
-per forward, after every layer has written.
+per forward, after every layer has written. A fixed-shape decode step (for CUDA graphs) instead
+writes at a device-side position and reads every slot (see `update`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from model.positional.base import Positions
 
 
 class KVCache:
@@ -40,8 +43,17 @@ class KVCache:
                 f"KV cache full: {self.length} cached + {new_tokens} new tokens > max_len {self.max_len}"
             )
 
-    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write (B, H, T, D) keys/values of the new tokens; return all (B, H, length + T, D)."""
+    def update(self, layer: int, k: Tensor, v: Tensor, positions: Positions) -> tuple[Tensor, Tensor]:
+        """Write (B, H, T, D) keys/values of the new tokens; return all (B, H, length + T, D).
+
+        A fixed step (`positions.is_fixed`) writes at its device-side positions and returns the
+        whole cache (B, H, max_len, D), so its shapes never change (the mask hides the slots
+        past the query); the caller advances `length`.
+        """
+        if positions.is_fixed:
+            self.k[layer].index_copy_(2, positions.q, k)
+            self.v[layer].index_copy_(2, positions.q, v)
+            return self.k[layer], self.v[layer]
         end = self.length + k.shape[2]
         self.k[layer, :, :, self.length : end] = k
         self.v[layer, :, :, self.length : end] = v

@@ -4,15 +4,19 @@ import pytest
 import torch
 
 from model import KVCache, PositionOutOfRange
+from model.fixed_step import FixedDecodeStep
 from model.generate import CachedDecoder
 from tests.model_helpers import ENCODINGS, SCALINGS, tiny_model
 
 CASES = [(e, "none") for e in ENCODINGS] + [("rope", s) for s in SCALINGS if s != "none"]
 
 
-def decoder_logits(model, idx, prefill: int) -> torch.Tensor:
-    """CachedDecoder (what generation uses): prefill, then one step per token; (B, T - prefill + 1, V)."""
+def decoder_logits(model, idx, prefill: int, fixed: bool = False) -> torch.Tensor:
+    """CachedDecoder (what generation uses): prefill, then one step per token; (B, T - prefill + 1, V).
+    `fixed`: the steps run the fixed-shape step (eager), as compiled generation does."""
     decoder = CachedDecoder(model, idx.shape[0], idx.shape[1])
+    if fixed:
+        decoder.fixed_step = FixedDecodeStep(model, decoder.cache)
     outs = [decoder.prefill(idx[:, :prefill])]
     outs += [decoder.step(idx[:, t]) for t in range(prefill, idx.shape[1])]
     return torch.stack(outs, dim=1)
@@ -35,21 +39,24 @@ def test_prefill_then_decode_equals_full_forward(encoding, scaling):
     n_tokens = 32 if encoding == "learned" else 48
     idx = torch.randint(0, 101, (3, n_tokens), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        stepped = decoder_logits(model, idx, prefill=20)  # logits after tokens 19 .. T-1
+        for fixed in (False, True):
+            stepped = decoder_logits(model, idx, prefill=20, fixed=fixed)  # logits after tokens 19 .. T-1
+            if scaling == "dynamic":
+                # dynamic NTK sets every position's frequencies from the current length, so a full
+                # forward over n + m tokens is not causal; each step must equal the full forward
+                # over exactly the tokens it has seen
+                for i, t in enumerate(range(19, n_tokens)):
+                    full_prefix = model(idx[:, : t + 1])[0][:, -1]
+                    torch.testing.assert_close(stepped[:, i], full_prefix, atol=1e-4, rtol=0)
+            else:
+                full = model(idx)[0]
+                diff = (stepped - full[:, 19:]).abs().max()
+                assert diff <= 1e-4, f"{encoding}/{scaling} decoder (fixed step {fixed}): max abs diff {diff}"
         if scaling == "dynamic":
-            # dynamic NTK sets every position's frequencies from the current length, so a full
-            # forward over n + m tokens is not causal; each step must equal the full forward over
-            # exactly the tokens it has seen
-            for i, t in enumerate(range(19, n_tokens)):
-                full_prefix = model(idx[:, : t + 1])[0][:, -1]
-                torch.testing.assert_close(stepped[:, i], full_prefix, atol=1e-4, rtol=0)
-        else:
-            full = model(idx)[0]
-            diff = (stepped - full[:, 19:]).abs().max()
-            assert diff <= 1e-4, f"{encoding}/{scaling} decoder: max abs diff {diff}"
-            for chunk in (1, 5):
-                diff = (cached_logits(model, idx, prefill=20, chunk=chunk) - full).abs().max()
-                assert diff <= 1e-4, f"{encoding}/{scaling} chunk {chunk}: max abs diff {diff}"
+            return
+        for chunk in (1, 5):
+            diff = (cached_logits(model, idx, prefill=20, chunk=chunk) - full).abs().max()
+            assert diff <= 1e-4, f"{encoding}/{scaling} chunk {chunk}: max abs diff {diff}"
 
 
 def test_dynamic_scaling_is_active_past_training_length():
@@ -86,3 +93,23 @@ def test_cache_overflow_is_a_clear_error():
     cache = KVCache.for_model(model, 1, 8)
     with torch.no_grad(), pytest.raises(ValueError, match="KV cache full"):
         model(torch.zeros(1, 9, dtype=torch.long), cache=cache)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_fixed_step_compiles_to_one_graph_for_every_position(encoding):
+    """What CUDA graphs need: one full graph (no break) that serves every position, no recompile
+    per length (dynamo with a counting backend; the CUDA test runs the real graphs)."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    model = tiny_model(encoding)
+    idx = torch.randint(0, 101, (2, 30), generator=torch.Generator().manual_seed(3))
+    decoder = CachedDecoder(model, 2, 30)
+    decoder.fixed_step = FixedDecodeStep(model, decoder.cache)
+    counter = CompileCounter()
+    decoder.fixed_step.compile(backend=counter)
+    decoder.prefill(idx[:, :10])
+    stepped = torch.stack([decoder.step(idx[:, t]) for t in range(10, 30)], dim=1)
+    assert counter.frame_count == 1
+    with torch.no_grad():
+        torch.testing.assert_close(stepped, model(idx)[0][:, 10:], atol=1e-4, rtol=0)

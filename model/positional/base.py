@@ -26,22 +26,35 @@ class Positions:
 
     `start` tokens are already in the KV cache (0 without a cache) and `length` new tokens arrive,
     so the queries sit at `start .. start + length - 1` and the keys at `0 .. start + length - 1`.
+
+    A fixed-shape decode step (`Positions.fixed`, for CUDA graphs) has `start = None`: its query
+    positions live only on the device, and its keys are every slot of the preallocated cache, the
+    slots past a query being masked.
     """
 
-    start: int
+    start: Optional[int]
     length: int
     q: Tensor  # (Tq,) int64: start + arange(length)
-    k: Tensor  # (Tk,) int64: arange(start + length)
+    k: Tensor  # (Tk,) int64: arange(start + length), or arange(cache capacity) when fixed
 
     @classmethod
     def make(cls, start: int, length: int, device: torch.device | str) -> "Positions":
         k = torch.arange(start + length, device=device)
         return cls(start=start, length=length, q=k[start:], k=k)
 
+    @classmethod
+    def fixed(cls, q: Tensor, capacity: int) -> "Positions":
+        """Queries at the device-side positions `q` (Tq,), keys at every one of `capacity` slots."""
+        return cls(start=None, length=q.shape[0], q=q, k=torch.arange(capacity, device=q.device))
+
     @property
-    def total(self) -> int:
-        """Number of keys: everything the model has seen, cache included."""
-        return self.start + self.length
+    def is_fixed(self) -> bool:
+        return self.start is None
+
+    @property
+    def total(self) -> Optional[int]:
+        """Number of keys: everything the model has seen, cache included (None when fixed)."""
+        return None if self.start is None else self.start + self.length
 
 
 class PositionOutOfRange(ValueError):

@@ -63,8 +63,11 @@ class RotaryPositions(PositionalEncoding):
         return self.scaling.kind == RopeScalingKind.dynamic and total > self.original_len
 
     def rotation(self, positions: Positions) -> Rotation:
+        # Only dynamic NTK reads the length, and a fixed decode step never runs past the original
+        # length with it (recompute_on_growth re-prefills there instead), so use that length.
+        seq_len = self.original_len if positions.is_fixed else positions.total
         inv_freq, attention_factor = self._scale_fn(
-            self.base, self.rotary_dim, self.scaling, self.original_len, positions.total
+            self.base, self.rotary_dim, self.scaling, self.original_len, seq_len
         )
         angles = positions.q.float()[:, None] * inv_freq.to(positions.q.device)[None, :]  # (Tq, r/2)
         if self.pairing == "half":
