@@ -4,6 +4,8 @@ Contenders, all with random weights at the same shape and interleaved (see bench
 
     ours cached     model/generate.py `generate(temperature=0)`: one prefill, then one-token steps
                     over the preallocated KV cache (every encoding)
+    ours compiled   the same with `compile=True` (--compile): the compiled fixed-shape step,
+                    CUDA graphs on CUDA (model/fixed_step.py)
     ours uncached   a full forward over the whole growing sequence at every step (logits of the
                     last position only), argmax: what decoding costs without a cache
     HF GPT2         Hugging Face GPT2LMHeadModel.generate with its (dynamic) cache, greedy,
@@ -45,9 +47,10 @@ from model.config import POS_CONFIGS
 from model.generate import generate
 
 
-def ours_cached(model: nn.Module, prompt: Tensor, n: int) -> Tensor:
-    """(n,) new token ids from KV-cached greedy generation."""
-    return torch.cat(list(generate(model, prompt, n, temperature=0.0)))
+def ours_cached(model: nn.Module, prompt: Tensor, n: int, compile: bool = False) -> Tensor:
+    """(n,) new token ids from KV-cached greedy generation (`compile`: the compiled fixed-shape
+    step, CUDA graphs on CUDA)."""
+    return torch.cat(list(generate(model, prompt, n, temperature=0.0, compile=compile)))
 
 
 @torch.no_grad()
@@ -87,8 +90,9 @@ def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) ->
     calls: dict[str, Callable[[], Tensor]] = {}
     for enc in args.encodings:
         model = GPT(cfg, POS_CONFIGS[enc]()).to(device=device, dtype=dtype).eval()
-        step_model = torch.compile(model, dynamic=True, mode=args.compile_mode) if args.compile else model
-        calls[f"ours cached {enc}"] = lambda m=step_model: ours_cached(m, prompt, n)
+        calls[f"ours cached {enc}"] = lambda m=model: ours_cached(m, prompt, n)
+        if args.compile:
+            calls[f"ours compiled {enc}"] = lambda m=model: ours_cached(m, prompt, n, compile=True)
         if not args.no_uncached:
             calls[f"ours uncached {enc}"] = lambda m=model: ours_uncached(m, prompt, n)
     if not args.no_hf:
@@ -100,13 +104,15 @@ def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) ->
 
 
 def check_same_tokens(calls: dict[str, Callable[[], Tensor]], encodings: list[str]) -> dict[str, bool]:
-    """encoding -> whether cached and uncached greedy decoding of the same model agree token for
-    token (only encodings whose both contenders are being timed)."""
+    """encoding -> whether cached (and compiled) greedy decoding give the uncached loop's tokens
+    (only encodings whose uncached contender is being timed)."""
     same = {}
     for enc in encodings:
-        cached, uncached = calls.get(f"ours cached {enc}"), calls.get(f"ours uncached {enc}")
-        if cached is not None and uncached is not None:
-            same[enc] = torch.equal(cached(), uncached())
+        uncached = calls.get(f"ours uncached {enc}")
+        fast = [calls[name] for name in (f"ours cached {enc}", f"ours compiled {enc}") if name in calls]
+        if uncached is not None and fast:
+            want = uncached()
+            same[enc] = all(torch.equal(call(), want) for call in fast)
     return same
 
 
@@ -120,7 +126,7 @@ def report(timings: Timings, clock: str, n: int) -> str:
     for name, ts in times.items():
         t = median(ts)
         vs_uncached, vs_hf = "-", "-"
-        if name.startswith("ours cached"):
+        if name.startswith(("ours cached", "ours compiled")):
             enc = name.rsplit(" ", 1)[1]
             un = times.get(f"ours uncached {enc}")
             vs_uncached = f"{median(un) / t:.1f}x" if un else "-"
@@ -143,7 +149,7 @@ def run(args: argparse.Namespace) -> Timings:
     print(
         f"shape: n_layer {args.n_layer}, n_head {args.n_head}, n_embd {args.n_embd}, block {block}, "
         f"vocab {VOCAB}, batch 1; prompt {args.prompt_len} + {args.new_tokens} new tokens, greedy; "
-        f"dtype {args.dtype}; compile {args.compile}{f' ({args.compile_mode})' if args.compile else ''}; "
+        f"dtype {args.dtype}; "
         f"{args.reps} reps after {args.warmup} warmup; ratios on the {args.clock} clock\n"
     )
     print(report(timings, args.clock, args.new_tokens))
@@ -165,8 +171,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=1024)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weights and cache dtype")
-    p.add_argument("--compile", action="store_true", help="torch.compile our model for the cached decode")
-    p.add_argument("--compile-mode", default="default", help="torch.compile mode, e.g. reduce-overhead")
+    p.add_argument("--compile", action="store_true",
+                   help="also time 'ours compiled': generate(compile=True), the compiled fixed-shape "
+                        "step (CUDA graphs on CUDA; the first warmup call compiles)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")

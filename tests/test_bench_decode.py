@@ -19,6 +19,15 @@ def test_decode_bench_runs_and_cached_equals_uncached(capsys):
 
 
 @pytest.mark.slow
+def test_compiled_contender_gives_the_uncached_tokens(capsys):
+    run(parse_args(TINY + ["--reps", "1", "--warmup", "1", "--device", "cpu", "--compile", "--check", "--no-hf",
+                           "--encodings", "alibi"]))
+    out = capsys.readouterr().out
+    assert "ours compiled alibi" in out
+    assert "cached == uncached tokens: yes (alibi)" in out
+
+
+@pytest.mark.slow
 @pytest.mark.cuda
 @requires_cuda
 def test_cuda_compiled_decode_gives_the_uncached_tokens(capsys):
