@@ -2,9 +2,9 @@
 
 Perplexity is exp(mean cross-entropy) over the scored tokens. A sliding window scores only its
 last few positions, so the vocabulary projection (the costliest layer of a small model with GPT-2's
-50,257-token vocabulary) is applied to those positions only: a forward hook on the final LayerNorm
-keeps its last `k` positions, and `model.lm_head` sees (B, k, C) instead of (B, L, C). The
-positions before them are still computed by every block, so the scored tokens see the whole window.
+50,257-token vocabulary) is applied to those positions only: `model.hidden` gives the final hidden
+states (B, L, C), and `model.lm_head` sees their last k positions (B, k, C). The positions before
+them are still computed by every block, so the scored tokens see the whole window.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 from evaluation.windows import Windows
 
@@ -44,20 +43,6 @@ class Scores:
         return self.position_sum / np.maximum(self.position_count, 1)
 
 
-class _LastPositions:
-    """Forward hook on `model.ln_f` that keeps only the last `k` positions of its output."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.k: Optional[int] = None
-        self._handle = model.ln_f.register_forward_hook(self._hook)
-
-    def _hook(self, module, args, out: Tensor) -> Tensor:
-        return out if self.k is None else out[:, -self.k :]  # (B, T, C) -> (B, k, C)
-
-    def remove(self) -> None:
-        self._handle.remove()
-
-
 @dataclass
 class WindowScorer:
     """Scores `Windows` over a flat token array with one model, `batch_tokens` inputs at a time."""
@@ -78,7 +63,6 @@ class WindowScorer:
         order = np.lexsort((windows.score_to, windows.score_from))[::-1]
         per_batch = max(1, self.batch_tokens // L)
         offsets = np.arange(L + 1)
-        hook = _LastPositions(self.model)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -89,9 +73,8 @@ class WindowScorer:
                 buf = np.asarray(tokens[windows.starts[rows][:, None] + offsets], dtype=np.int64)  # (B, L + 1)
                 x = torch.from_numpy(buf[:, :-1]).to(self.device)
                 y = torch.from_numpy(buf[:, 1 + first :]).to(self.device)  # (B, L - first)
-                hook.k = L - first
                 with self.autocast():
-                    logits, _ = self.model(x)  # (B, L - first, V)
+                    logits = self.model.lm_head(self.model.hidden(x)[:, first:])  # (B, L - first, V)
                 ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
                 ce = ce.view(len(rows), L - first).double().cpu().numpy()
                 pos = np.arange(first, L)[None, :]  # (1, L - first) window positions
@@ -106,6 +89,5 @@ class WindowScorer:
                 if self.on_batch is not None:
                     self.on_batch(len(rows) * L)
         finally:
-            hook.remove()
             self.model.train(was_training)
         return out
