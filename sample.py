@@ -5,7 +5,8 @@
     python sample.py                      # a freshly initialised model (says so): smoke test
 
 Options (Hydra overrides): ckpt, prompt, max_new_tokens, num_samples, temperature (0: greedy),
-top_k, top_p, seed, device, overflow (stop|slide, for the learned table); without ckpt also
+top_k, top_p, seed, device, overflow (stop|slide, for the learned table), compile (a compiled
+fixed-shape decode step: CUDA graphs on a GPU); without ckpt also
 model=tiny|small|gpt2 and pos=<encoding>. `python sample.py --help` lists the full config.
 """
 
@@ -68,7 +69,7 @@ def main(cfg: DictConfig) -> None:
         try:
             stream = generate(
                 model, idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-                generator, stop_token=enc.eot_token, overflow=cfg.overflow,
+                generator, stop_token=enc.eot_token, overflow=cfg.overflow, compile=cfg.compile,
             )
         except ValueError as e:
             sys.exit(f"error: {e}")

@@ -38,6 +38,9 @@ class SampleJob:
     # What to do when the learned position table is full: "stop" with a message, or "slide"
     # (re-prefill the last block_size tokens and go on).
     overflow: str = "stop"
+    # Run the one-token steps as a compiled fixed-shape step: CUDA graphs on CUDA (the first
+    # sample pays the compile, about a minute; later samples replay it), inductor on CPU.
+    compile: bool = False
 
 
 @dataclass

@@ -44,6 +44,14 @@ def test_greedy_sample_from_checkpoint_matches_generate(checkpoint):
     assert "new tokens" in result.stderr and "pos=learned" in result.stderr
 
 
+def test_compiled_sample_gives_the_eager_text(checkpoint):
+    path, _ = checkpoint
+    args = (f"ckpt={path}", "prompt=Once upon", "temperature=0", "max_new_tokens=8")
+    eager, compiled = run_sample(*args), run_sample(*args, "compile=true")
+    assert compiled.returncode == 0, compiled.stderr
+    assert compiled.stdout == eager.stdout
+
+
 def test_without_checkpoint_samples_a_fresh_model_and_says_so():
     result = run_sample("max_new_tokens=4", "model.n_layer=1", "model.n_embd=32", "model.n_head=2")
     assert result.returncode == 0, result.stderr
