@@ -17,6 +17,8 @@ from typing import Callable, Optional
 
 import torch
 
+from training.cpu_memory import keep_freed_memory
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # Dense (no sparsity) peak of one GPU in FLOP/s for the MFU column, by dtype.
@@ -24,26 +26,8 @@ _HOPPER = {torch.bfloat16: 989e12, torch.float16: 989e12, torch.float32: 67e12}
 PEAK_FLOPS = {"H100": _HOPPER, "H200": _HOPPER}
 
 
-def keep_freed_memory() -> None:
-    """Make glibc malloc keep freed memory for reuse instead of returning it to the OS.
-
-    By default glibc serves every block over its mmap threshold (at most 32 MiB) with a fresh mmap
-    and unmaps it on free, so a CPU training step that allocates its (B*T, vocab) logits and their
-    gradients anew (about 400 MB each at the tiny shape) pays a page fault per 4 KiB page, every
-    step, for every model alike. Setting the thresholds (mallopt, as MALLOC_MMAP_THRESHOLD_ and
-    MALLOC_TRIM_THRESHOLD_ would at startup) removes that cost. Linux/glibc only.
-    """
-    import ctypes
-
-    libc = ctypes.CDLL("libc.so.6")
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    for option, value in ((m_mmap_threshold, 1 << 30), (m_trim_threshold, 2**31 - 1), (m_top_pad, 1 << 28)):
-        if libc.mallopt(option, value) != 1:
-            raise RuntimeError(f"mallopt({option}, {value}) failed")
-
-
 def setup(
-    device: str, threads: Optional[int], seed: int = 0, malloc: str = "default", tf32: bool = False
+    device: str, threads: Optional[int], seed: int = 0, malloc: str = "keep", tf32: bool = False
 ) -> torch.device:
     """Pick the device (an unavailable CUDA is an error, not a silent CPU run), the thread count,
     the allocator policy (`malloc="keep"`: see keep_freed_memory) and TF32 matmuls on CUDA."""

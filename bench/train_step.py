@@ -321,8 +321,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument(
         "--malloc",
         choices=["default", "keep"],
-        default="default",
-        help="keep: glibc keeps freed memory (no page faults on the per-step logits); see bench/common.py",
+        default="keep",
+        help="keep (what train.py does on CPU): glibc keeps freed memory, no page faults on the per-step "
+             "logits (training/cpu_memory.py); default: glibc's own policy",
     )
     p.add_argument("--optimizer", choices=["fused", "foreach"], default="fused")
     p.add_argument("--encodings", nargs="+", choices=sorted(POS_CONFIGS), default=list(POS_CONFIGS))
