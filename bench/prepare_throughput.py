@@ -40,7 +40,9 @@ import numpy as np  # noqa: E402
 import tiktoken  # noqa: E402
 
 from data.config import DataConfig  # noqa: E402
-from data.prepare import _num_workers, prepare, split_stories  # noqa: E402
+from data.encode import _num_workers  # noqa: E402
+from data.prepare import prepare  # noqa: E402
+from data.sources import split_stories  # noqa: E402
 
 SPLIT_FILES = {"train": "train.txt", "val": "valid.txt"}
 

@@ -1,9 +1,13 @@
-"""Typed configuration of a corpus: where its text comes from and where its tokens go."""
+"""Typed configuration of a corpus (where its text comes from and where its tokens go), and
+`project_path`, which resolves its paths against the project root."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the project root: configs' paths are relative to it
 
 
 class DataSource(str, Enum):
@@ -33,3 +37,9 @@ class DataConfig:
     # Folder that receives train.bin, val.bin and meta.json (relative to the project root).
     cache_dir: str = "data/cache/tinystories_local"
     num_proc: int = 0  # tokenizer processes; 0: one per available CPU core
+
+
+def project_path(path: str | Path) -> Path:
+    """A config path resolved against the project root (absolute paths are kept)."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else ROOT / path

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.config import DataConfig, DataSource
-from data.prepare import ensure_prepared, project_path
+from data.config import DataConfig, DataSource, project_path
+from data.prepare import ensure_prepared
 from data.tokens import DataError, load_tokens, read_meta
 from evaluation.config import DocumentMode, EvalSetConfig
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data.prepare import get_tokenizer
+from data.encode import get_tokenizer
 from evaluation.config import DocumentMode, EvalConfig, EvalSetConfig, Protocol
 from evaluation.extrapolation import evaluate_model
 from evaluation.perplexity import WindowScorer

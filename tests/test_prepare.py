@@ -1,5 +1,5 @@
-"""data/prepare.py: text -> token files. Every check decodes the tokens with tiktoken and compares
-them with the stories the test wrote, joined by <|endoftext|> (the reference)."""
+"""data/prepare.py, sources.py, encode.py: text -> token files. Every check decodes the tokens with
+tiktoken and compares them with the stories the test wrote, joined by <|endoftext|> (the reference)."""
 
 import json
 import os
@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import tiktoken
 
-from data import prepare
-from data.config import DataConfig, DataSource
-from data.prepare import ensure_prepared, project_path, split_stories
+from data import encode, prepare, sources
+from data.config import DataConfig, DataSource, project_path
+from data.prepare import ensure_prepared
+from data.sources import split_stories
 from data.tokens import DataError, load_tokens, read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +134,7 @@ def fake_hub(splits: dict[str, list[str]], calls: list):
 
 def test_hub_train_and_validation_splits(tmp_path, monkeypatch, enc):
     calls = []
-    monkeypatch.setattr(prepare.datasets, "load_dataset", fake_hub({"train": TRAIN, "validation": VAL}, calls))
+    monkeypatch.setattr(sources.datasets, "load_dataset", fake_hub({"train": TRAIN, "validation": VAL}, calls))
     cfg = DataConfig(source=DataSource.hub, hub_dataset="someone/stories", cache_dir=str(tmp_path), num_proc=2)
     folder = ensure_prepared(cfg)
     assert calls == ["someone/stories"]
@@ -147,7 +148,7 @@ def test_hub_train_and_validation_splits(tmp_path, monkeypatch, enc):
 
 def test_hub_without_validation_holds_out_val_fraction(tmp_path, monkeypatch, enc):
     stories = [f"Story {i} about a frog." for i in range(40)]
-    monkeypatch.setattr(prepare.datasets, "load_dataset", fake_hub({"train": stories}, []))
+    monkeypatch.setattr(sources.datasets, "load_dataset", fake_hub({"train": stories}, []))
     cfg = DataConfig(source=DataSource.hub, val_fraction=0.25, cache_dir=str(tmp_path), num_proc=1)
     folder = ensure_prepared(cfg)
     train = decoded(enc, folder, "train").split(EOT)[:-1]
@@ -173,7 +174,7 @@ def test_hub_unreachable_suggests_local_config(tmp_path, monkeypatch):
     def offline(path, *args, **kwargs):
         raise ConnectionError(f"Couldn't reach '{path}' on the Hub (OfflineModeIsEnabled)")
 
-    monkeypatch.setattr(prepare.datasets, "load_dataset", offline)
+    monkeypatch.setattr(sources.datasets, "load_dataset", offline)
     cfg = DataConfig(source=DataSource.hub, cache_dir=str(tmp_path / "cache"))
     with pytest.raises(DataError, match="data=tinystories_local"):
         ensure_prepared(cfg)
@@ -209,7 +210,7 @@ def test_failure_midway_leaves_previous_files_intact(tmp_path, monkeypatch, enc)
     def killed(task):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prepare, "_encode_range", killed)
+    monkeypatch.setattr(encode, "_encode_range", killed)
     with pytest.raises(KeyboardInterrupt):
         ensure_prepared(cfg)
     assert sorted(os.listdir(folder)) == ["meta.json", "train.bin", "val.bin"]
@@ -272,7 +273,7 @@ def test_vocabulary_too_large_for_uint16(tmp_path, monkeypatch):
     class Big:
         n_vocab = 100277  # cl100k_base
 
-    monkeypatch.setattr(prepare.tiktoken, "get_encoding", lambda name: Big())
+    monkeypatch.setattr(encode.tiktoken, "get_encoding", lambda name: Big())
     with pytest.raises(DataError, match="data.tokenizer=cl100k_base: its 100277 token ids do not fit"):
         ensure_prepared(local_cfg(tmp_path, TRAIN, tokenizer="cl100k_base"))
     assert not (tmp_path / "cache").exists()
