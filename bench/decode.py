@@ -53,7 +53,7 @@ def ours_cached(model: nn.Module, prompt: Tensor, n: int, compile: bool = False)
     return torch.cat(list(generate(model, prompt, n, temperature=0.0, compile=compile)))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def ours_uncached(model: GPT, prompt: Tensor, n: int) -> Tensor:
     """(n,) new token ids, each from a full forward over everything so far (logits of the last
     position only, as an uncached sampler would ask for)."""
@@ -64,7 +64,7 @@ def ours_uncached(model: GPT, prompt: Tensor, n: int) -> Tensor:
     return idx[0, prompt.shape[1] :]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def hf_generate(model: nn.Module, prompt: Tensor, n: int, use_cache: bool = True) -> Tensor:
     out = model.generate(
         prompt,

@@ -77,13 +77,13 @@ class CachedDecoder:
         weight = model.lm_head.weight
         self._head_t = weight.detach().t().contiguous() if weight.device.type == "cpu" else None
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def prefill(self, idx: Tensor) -> Tensor:
         self.tokens = idx
         window = idx if self.limit is None else idx[:, -self.limit :]
         return self._forward(window, reset=True)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, token: Tensor) -> Tensor:
         self.tokens = torch.cat((self.tokens, token[:, None]), dim=1)
         total = self.cache.length + 1

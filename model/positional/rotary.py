@@ -22,8 +22,8 @@ def rotate_half_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     r, cos, sin = cos.shape[-1], cos.to(x.dtype), sin.to(x.dtype)
     xr, rest = x[..., :r], x[..., r:]
     x1, x2 = xr[..., : r // 2], xr[..., r // 2 :]
-    rotated = torch.cat((-x2, x1), dim=-1)
-    return torch.cat((xr * cos + rotated * sin, rest), dim=-1)
+    out = xr * cos + torch.cat((-x2, x1), dim=-1) * sin
+    return out if rest.shape[-1] == 0 else torch.cat((out, rest), dim=-1)
 
 
 def rotate_interleaved_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -32,7 +32,8 @@ def rotate_interleaved_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     xr, rest = x[..., :r], x[..., r:]
     pairs = xr.unflatten(-1, (r // 2, 2))  # (..., T, r/2, 2)
     rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)  # (..., T, r)
-    return torch.cat((xr * cos + rotated * sin, rest), dim=-1)
+    out = xr * cos + rotated * sin
+    return out if rest.shape[-1] == 0 else torch.cat((out, rest), dim=-1)
 
 
 class RotaryPositions(PositionalEncoding):
