@@ -27,7 +27,7 @@ from data.tokens import DataError
 from evaluation.config import EvalConfig
 from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
 from training.checkpoint import CheckpointError, load_model, resolve_checkpoint
-from training.job import project_path
+from data.config import project_path
 
 register_configs()
 

@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from configs.schema import register_configs
-from training.job import project_path
+from data.config import project_path
 from training.run import run_training
 
 register_configs()

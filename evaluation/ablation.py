@@ -33,7 +33,8 @@ from evaluation.samples import samples_record, sample_stories
 from model.config import POS_CONFIGS
 from training.build import build_model
 from training.checkpoint import CKPT_LAST, load_model, resolve_checkpoint
-from training.job import as_train_job, project_path
+from data.config import project_path
+from training.job import as_train_job
 from training.metrics import METRICS_FILE, read_metrics
 from training.run import run_training
 

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from configs.schema import TrainJob, register_configs
+from data.config import ROOT
 from model.config import POS_CONFIGS
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = PROJECT_ROOT / "configs"
-
-
-def project_path(path: str | Path) -> Path:
-    """A config path: absolute as given, relative to the project root (not the current folder)."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else PROJECT_ROOT / path
+CONFIG_DIR = ROOT / "configs"
 
 
 def compose_job(overrides: list[str] = ()) -> DictConfig:

@@ -26,7 +26,8 @@ from training.checkpoint import (
 from training.config import TrainConfig
 from training.data import TrainData
 from training.distributed import DistEnv
-from training.job import as_train_job, project_path
+from data.config import project_path
+from training.job import as_train_job
 from training.loop import Loop, LoopState
 from training.metrics import METRICS_FILE, MetricsLog
 from training.optim import build_optimizer
