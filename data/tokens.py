@@ -1,4 +1,5 @@
-"""The on-disk format of a prepared corpus, shared by the writer (encode.py, driven by prepare.py) and the readers.
+"""The on-disk format of a prepared corpus, shared by the writer (encode.py, driven by
+prepare.py) and the readers.
 
 A corpus folder (`DataConfig.cache_dir`) holds:
 - `train.bin`, `val.bin`: the token ids of every story, each story followed by the end-of-text
