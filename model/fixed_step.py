@@ -50,4 +50,3 @@ class FixedDecodeStep:
     def _step(self, token: Tensor, position: Tensor) -> Tensor:
         x = self.model.hidden(token, self.cache, Positions.fixed(position, self.cache.max_len))
         return self.model.lm_head(x[:, -1])  # (B, C) -> (B, V)
-
