@@ -49,8 +49,9 @@ class LearnedPos(PosConfig):
 class SinusoidalPos(PosConfig):
     name: str = "sinusoidal"
     base: float = 10000.0
-    # Vaswani et al. multiply token embeddings by sqrt(n_embd) before adding the fixed table;
-    # without it a [-1, 1] table drowns GPT-2's 0.02-initialised embeddings.
+    # Vaswani et al.: token embeddings drawn with std n_embd^-0.5 and multiplied by sqrt(n_embd),
+    # so they enter at unit scale beside the [-1, 1] table (RMS 0.71). GPT-2's 0.02 init, even
+    # scaled, would enter at 0.02 sqrt(n_embd) (0.16 at 64 wide) and drown in the table.
     scale_embeddings: bool = True
 
 

@@ -63,6 +63,9 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2: scale residual projections by 1/sqrt(2 L)
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        token_std = self.pos.token_init_std()
+        if token_std is not None:  # sinusoidal: tokens enter at the fixed table's scale
+            nn.init.normal_(self.wte.weight, mean=0.0, std=token_std)
         self._compiled_steps: dict[tuple, FixedDecodeStep] = {}  # see compiled_decode_step
 
     @staticmethod

@@ -113,6 +113,19 @@ def test_sinusoidal_model_input_is_scaled_tokens_plus_table(scale_embeddings):
     torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("scale_embeddings,token_rms", [(True, 1.0), (False, 0.02)])
+def test_sinusoidal_tokens_enter_at_the_papers_scale(scale_embeddings, token_rms):
+    """Vaswani et al.: embeddings drawn with std d^-0.5, multiplied by sqrt(d): unit RMS beside the
+    table's RMS of sqrt(1/2). Unscaled, the tokens keep GPT-2's 0.02."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_layer=1, n_head=4, n_embd=256, block_size=16, vocab_size=4096, dropout=0.0)
+    model = GPT(cfg, SinusoidalPos(scale_embeddings=scale_embeddings))
+    scaled = model.wte.weight * model.pos.token_scale()
+    assert abs(scaled.pow(2).mean().sqrt().item() - token_rms) < 0.02 * token_rms
+    table = closed_form(list(range(16)), 256)
+    assert abs(table.pow(2).mean().sqrt().item() - math.sqrt(0.5)) < 1e-3
+
+
 # ---------------------------------------------------------------- t5: Hugging Face T5 buckets
 
 BUCKET_CASES = [(32, 128), (16, 64), (64, 256), (8, 20)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +51,10 @@ class SinusoidalPositions(PositionalEncoding):
 
     def token_scale(self) -> float:
         return self.scale
+
+    def token_init_std(self) -> Optional[float]:
+        # the paper's balance: std d^-0.5 times sqrt(d) puts the tokens at unit scale
+        return self.dim**-0.5 if self.scale != 1.0 else None
 
     def embed(self, positions: Positions) -> Tensor:
         return sinusoid_table(positions.q, self.dim, self.base)  # (Tq, C)

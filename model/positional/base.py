@@ -84,6 +84,10 @@ class PositionalEncoding(nn.Module):
         """Factor applied to the token embeddings before `embed` is added."""
         return 1.0
 
+    def token_init_std(self) -> Optional[float]:
+        """Standard deviation of the token embeddings at initialisation (None: GPT-2's 0.02)."""
+        return None
+
     def rotation(self, positions: Positions) -> Optional["Rotation"]:
         """Rotation tables for the queries (and keys) of this forward, or None."""
         return None
