@@ -44,3 +44,16 @@ def test_cuda_bf16_compiled_step_reports_mfu(capsys):
     run(parse_args(TINY + args + ["--encodings", "learned", "alibi"]))
     if peak_flops(torch.device("cuda"), torch.bfloat16) is not None:  # a GPU whose peak we know
         assert "MFU" in capsys.readouterr().out
+
+
+def test_profile_step_splits_every_contender_by_operator_class(capsys):
+    from bench.profile_step import CLASSES, parse_args as profile_args, run as profile_run
+
+    rows = profile_run(profile_args(TINY + ["--steps", "1", "--warmup", "1", "--encodings", "learned", "alibi"]))
+    assert [r[0] for r in rows] == ["ours learned", "HF GPT2 (learned)", "x-transformers absolute",
+                                    "ours alibi", "HF Bloom (alibi)", "x-transformers ALiBi"]
+    for row in rows:
+        total, parts = float(row[1]), [float(x) for x in row[2 : 3 + len(CLASSES)]]
+        assert total > 0 and float(row[2]) > 0  # every model spends time in matmuls
+        assert abs(sum(parts) - total) <= 0.01 * total + len(parts)  # the classes add up (rounded)
+    assert "softmax + CE" in capsys.readouterr().out
