@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # run as a script (python bench/profile_step.py):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import command_line, machine_line, markdown_table, setup
-from bench.train_step import VOCAB, Shape, build_contenders, make_step
+from bench.train_step import VOCAB, Shape, add_shape_arguments, build_contenders, make_step
 from model.config import POS_CONFIGS
 
 # operator class -> substrings of the profiler's op names (the first match wins; the rest is "other")
@@ -89,11 +89,7 @@ def run(args: argparse.Namespace) -> list[list[str]]:
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=128)
-    p.add_argument("--block-size", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=8)
+    add_shape_arguments(p)
     p.add_argument("--steps", type=int, default=3, help="profiled steps per contender")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")

@@ -297,13 +297,18 @@ def report(
     return markdown_table(headers, rows)
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_shape_arguments(p: argparse.ArgumentParser) -> None:
+    """The model and batch shape options (default: model=tiny, batch 8), as `Shape` takes them."""
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_shape_arguments(p)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="non-float32 runs under autocast")
     p.add_argument(
