@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import tiktoken  # noqa: E402
 
 from data.config import DataConfig  # noqa: E402
-from data.encode import _num_workers  # noqa: E402
+from data.encode import num_workers  # noqa: E402
 from data.prepare import prepare  # noqa: E402
 from data.sources import split_stories  # noqa: E402
 
@@ -119,7 +119,7 @@ def machine() -> str:
          if line.startswith("model name")), platform.processor(),
     ) if Path("/proc/cpuinfo").exists() else platform.processor()
     return (
-        f"{cpu}, {_num_workers(0)} cores available; Python {platform.python_version()}, "
+        f"{cpu}, {num_workers(0)} cores available; Python {platform.python_version()}, "
         f"tiktoken {tiktoken.__version__}, datasets {datasets.__version__}, numpy {np.__version__}"
     )
 
@@ -134,7 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     datasets.disable_progress_bars()
     datasets.disable_caching()
-    workers = _num_workers(0)
+    workers = num_workers(0)
     enc = tiktoken.get_encoding("gpt2")
     enc.encode_ordinary("warm up")
 

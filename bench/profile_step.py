@@ -24,8 +24,14 @@ if __package__ in (None, ""):  # run as a script (python bench/profile_step.py):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import command_line, machine_line, markdown_table, setup
-from bench.train_step import VOCAB, Shape, add_shape_arguments, build_contenders, make_step
-from model.config import POS_CONFIGS
+from bench.train_step import (
+    VOCAB,
+    Shape,
+    add_contender_arguments,
+    add_shape_arguments,
+    build_contenders,
+    make_step,
+)
 
 # operator class -> substrings of the profiler's op names (the first match wins; the rest is "other")
 CLASSES = {
@@ -94,9 +100,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--malloc", choices=["default", "keep"], default="keep", help="as in bench/train_step.py")
-    p.add_argument("--encodings", nargs="+", choices=sorted(POS_CONFIGS), default=list(POS_CONFIGS))
-    p.add_argument("--no-peers", action="store_true", help="profile our model only")
-    p.add_argument("--seed", type=int, default=0)
+    add_contender_arguments(p)
     return p.parse_args(argv)
 
 

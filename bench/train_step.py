@@ -306,6 +306,13 @@ def add_shape_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
 
 
+def add_contender_arguments(p: argparse.ArgumentParser) -> None:
+    """Which contenders `build_contenders` makes (encodings, with or without peers), and the seed."""
+    p.add_argument("--encodings", nargs="+", choices=sorted(POS_CONFIGS), default=list(POS_CONFIGS))
+    p.add_argument("--no-peers", action="store_true", help="our model only")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_shape_arguments(p)
@@ -331,9 +338,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
              "logits (training/cpu_memory.py); default: glibc's own policy",
     )
     p.add_argument("--optimizer", choices=["fused", "foreach"], default="fused")
-    p.add_argument("--encodings", nargs="+", choices=sorted(POS_CONFIGS), default=list(POS_CONFIGS))
-    p.add_argument("--no-peers", action="store_true", help="time our model only")
-    p.add_argument("--seed", type=int, default=0)
+    add_contender_arguments(p)
     return p.parse_args(argv)
 
 

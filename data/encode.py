@@ -65,7 +65,7 @@ def _encode_range(task: tuple[str, int, int]) -> tuple[str, int, np.ndarray, int
     return split, stop - start, np.frombuffer(ids, dtype=np.uint16), kept
 
 
-def _num_workers(num_proc: int) -> int:
+def num_workers(num_proc: int) -> int:
     if num_proc > 0:
         return num_proc
     try:

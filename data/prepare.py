@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from omegaconf import OmegaConf
 
 from data.config import DataConfig, DataSource, project_path
-from data.encode import _num_workers, get_tokenizer, tokenize_to_files
+from data.encode import get_tokenizer, num_workers, tokenize_to_files
 from data.sources import LOCAL_BUILDERS, load_texts
 from data.tokens import FORMAT_VERSION, META_FILE, SPLITS, TOKEN_DTYPE, DataError, read_meta, split_file
 
@@ -71,7 +71,7 @@ def prepare(cfg: DataConfig, force: bool = False) -> dict:
 
     texts, source = load_texts(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    counts = tokenize_to_files(texts, enc, out, _num_workers(cfg.num_proc), source["where"])
+    counts = tokenize_to_files(texts, enc, out, num_workers(cfg.num_proc), source["where"])
     meta = {
         "format": FORMAT_VERSION,
         "name": cfg.name,
