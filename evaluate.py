@@ -9,7 +9,7 @@
 
 Both protocols of Press et al. (non-overlapping windows; a sliding window scoring its last
 `eval.stride` tokens), on every set of `eval.sets` (configs/eval/default.yaml), the same tokens
-scored at every length; RoPE checkpoints once per context extension in `eval.rope_scalings`; the
+scored at every length; RoPE checkpoints once per context extension of its encoding (`eval.variants`); the
 learned table past its length shows "n/a". See evaluation/extrapolation.py.
 """
 

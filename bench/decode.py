@@ -43,7 +43,7 @@ from bench.common import (
 )
 from bench.train_step import VOCAB, Shape, hf_gpt2
 from model import GPT
-from model.config import POS_CONFIGS
+from model.positional import config_class, encoding_names
 from model.generate import generate
 
 
@@ -89,7 +89,7 @@ def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) ->
     n = args.new_tokens
     calls: dict[str, Callable[[], Tensor]] = {}
     for enc in args.encodings:
-        model = GPT(cfg, POS_CONFIGS[enc]()).to(device=device, dtype=dtype).eval()
+        model = GPT(cfg, config_class(enc)()).to(device=device, dtype=dtype).eval()
         calls[f"ours cached {enc}"] = lambda m=model: ours_cached(m, prompt, n)
         if args.compile:
             calls[f"ours compiled {enc}"] = lambda m=model: ours_cached(m, prompt, n, compile=True)
@@ -178,7 +178,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
-    p.add_argument("--encodings", nargs="+", choices=sorted(POS_CONFIGS), default=list(POS_CONFIGS))
+    p.add_argument("--encodings", nargs="+", choices=encoding_names(), default=encoding_names())
     p.add_argument("--no-uncached", action="store_true", help="skip our uncached loop (slow for long runs)")
     p.add_argument("--no-hf", action="store_true", help="skip Hugging Face generate")
     p.add_argument("--hf-uncached", action="store_true", help="also time HF generate with use_cache=False")

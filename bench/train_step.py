@@ -46,7 +46,8 @@ from bench.common import (
     time_interleaved,
 )
 from model import GPT
-from model.config import POS_CONFIGS, ModelConfig
+from model.config import ModelConfig
+from model.positional import config_class, encoding_names
 
 VOCAB = 50257
 
@@ -93,7 +94,7 @@ def cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def ours(shape: Shape, encoding: str) -> Contender:
-    model = GPT(shape.model_config(), POS_CONFIGS[encoding]())
+    model = GPT(shape.model_config(), config_class(encoding)())
     return Contender(f"ours {encoding}", encoding, model, lambda m, idx, tgt: m(idx, tgt)[1])
 
 
@@ -192,6 +193,7 @@ def x_transformer(shape: Shape, encoding: str) -> Contender:
     return Contender(f"x-transformers {label}", encoding, model, lambda m, idx, tgt: cross_entropy(m(idx), tgt))
 
 
+# Peers are mapped by hand, by encoding name; ours runs for every registered encoding.
 HF_PEERS = {"learned": hf_gpt2, "rope": hf_neox, "alibi": hf_bloom}
 
 
@@ -202,7 +204,8 @@ def build_contenders(shape: Shape, encodings: list[str], peers: bool = True) -> 
         if peers:
             if enc in HF_PEERS:
                 contenders.append(HF_PEERS[enc](shape))
-            contenders.append(x_transformer(shape, enc))
+            if enc in XT_ENCODINGS:
+                contenders.append(x_transformer(shape, enc))
     return contenders
 
 
@@ -280,7 +283,7 @@ def report(
     tokens = shape.batch_size * shape.block_size
     peak = peak_flops(device, dtype)
     if peak:  # the nominal FLOPs of the shape (ours counts them), the same for every contender
-        flops = GPT(shape.model_config(), POS_CONFIGS["nope"]()).flops_per_token(shape.block_size)
+        flops = GPT(shape.model_config(), config_class(contenders[0].encoding)()).flops_per_token(shape.block_size)
     ours_t = {c.encoding: median(times[c.name]) for c in contenders if c.is_ours}
     headers = ["encoding", "model", "params (M)", "wall ms", "cpu ms", "spread", "tokens/s"]
     headers += ["MFU"] if peak else []
@@ -308,7 +311,7 @@ def add_shape_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_contender_arguments(p: argparse.ArgumentParser) -> None:
     """Which contenders `build_contenders` makes (encodings, with or without peers), and the seed."""
-    p.add_argument("--encodings", nargs="+", choices=sorted(POS_CONFIGS), default=list(POS_CONFIGS))
+    p.add_argument("--encodings", nargs="+", choices=encoding_names(), default=encoding_names())
     p.add_argument("--no-peers", action="store_true", help="our model only")
     p.add_argument("--seed", type=int, default=0)
 

@@ -1,9 +1,10 @@
 """Hydra structured configs: the typed schema behind every entry point.
 
-Each entry point (train.py, sample.py, ...) has a root dataclass. Its group fields are typed
-(`model: ModelConfig`), so a YAML option or a command-line override with an unknown or mistyped
-key fails with an error that names the key. The `pos` group is one dataclass per encoding,
-registered here, so each encoding accepts only its own keys.
+Each entry point (train.py, sample.py, ...) has a root dataclass (train.py's lives with its
+package, training/job.py). Its group fields are typed (`model: ModelConfig`), so a YAML option or a
+command-line override with an unknown or mistyped key fails with an error that names the key. The
+`pos` group is one dataclass per registered encoding (model/positional/), so each encoding accepts
+only its own keys. Library packages never import this module; it imports them.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from typing import Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from data.config import DataConfig
+from data.config import ROOT, DataConfig
 from evaluation.config import EvalConfig, SamplesConfig
-from model.config import POS_CONFIGS, ModelConfig, PosConfig
+from model.config import ModelConfig, PosConfig
+from model.positional import config_classes, default_compare_encodings
 from training.config import TrainConfig, WandbConfig
+from training.job import TrainJob
+
+CONFIG_DIR = ROOT / "configs"
 
 
 @dataclass
@@ -41,20 +46,6 @@ class SampleJob:
     # Run the one-token steps as a compiled fixed-shape step: CUDA graphs on CUDA (the first
     # sample pays the compile, about a minute; later samples replay it), inductor on CPU.
     compile: bool = False
-
-
-@dataclass
-class TrainJob:
-    """train.py: config -> data -> model -> training loop."""
-
-    model: ModelConfig = MISSING
-    pos: PosConfig = MISSING
-    data: DataConfig = MISSING
-    train: TrainConfig = MISSING
-    wandb: WandbConfig = field(default_factory=WandbConfig)
-    out_dir: Optional[str] = None  # None: Hydra's run directory
-    resume: bool = False  # continue from <out_dir>/ckpt_last.pt
-    seed: int = 1337
 
 
 @dataclass
@@ -85,9 +76,7 @@ class CompareJob:
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     name: str = "default"  # names the run and report folders; presets set it
-    encodings: list[str] = field(
-        default_factory=lambda: ["learned", "sinusoidal", "t5", "rope", "alibi", "nope"]
-    )
+    encodings: list[str] = field(default_factory=default_compare_encodings)  # every registered one
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds per encoding
     out_dir: str = "runs/compare/${name}"  # one run directory per encoding and seed
     report_dir: str = "report/${name}"
@@ -101,5 +90,5 @@ def register_configs() -> None:
     cs.store(name="prepare_schema", node=PrepareJob)
     cs.store(name="evaluate_schema", node=EvalJob)
     cs.store(name="compare_schema", node=CompareJob)
-    for name, cls in POS_CONFIGS.items():
+    for name, cls in config_classes().items():
         cs.store(group="pos", name=name, node=cls)

@@ -30,7 +30,7 @@ from evaluation.extrapolation import evaluate_model, format_rows, load_texts, re
 from evaluation.report import write_report
 from evaluation.runs import EVAL_FILE, SAMPLES_FILE, load_run, read_json
 from evaluation.samples import samples_record, sample_stories
-from model.config import POS_CONFIGS
+from model.positional import config_class, encoding_names
 from training.build import build_model
 from training.checkpoint import CKPT_LAST, load_model, resolve_checkpoint
 from data.config import project_path
@@ -56,9 +56,9 @@ def plain(cfg) -> dict:
 
 
 def make_specs(cfg: DictConfig) -> list[RunSpec]:
-    unknown = [e for e in cfg.encodings if e not in POS_CONFIGS]
+    unknown = [e for e in cfg.encodings if e not in encoding_names()]
     if unknown or not cfg.encodings:
-        raise CompareError(f"encodings={list(cfg.encodings)}: choose from {sorted(POS_CONFIGS)}")
+        raise CompareError(f"encodings={list(cfg.encodings)}: choose from {encoding_names()}")
     if not cfg.seeds:
         raise CompareError("seeds is empty: give at least one training seed, e.g. seeds=[0]")
     out = project_path(cfg.out_dir)
@@ -67,7 +67,7 @@ def make_specs(cfg: DictConfig) -> list[RunSpec]:
         for seed in cfg.seeds:
             run_dir = out / f"{enc}-s{seed}"
             job = as_train_job({
-                "model": cfg.model, "pos": OmegaConf.structured(POS_CONFIGS[enc]), "data": cfg.data,
+                "model": cfg.model, "pos": OmegaConf.structured(config_class(enc)), "data": cfg.data,
                 "train": cfg.train, "wandb": cfg.wandb, "out_dir": str(run_dir), "seed": int(seed),
             })
             specs.append(RunSpec(enc, int(seed), run_dir, job))
@@ -106,7 +106,7 @@ def describe_plan(cfg: DictConfig, specs: list[RunSpec], train_tokens: int) -> s
         f"(patience {t.patience}, dropout {m.dropout})",
     ]
     for enc in cfg.encodings:
-        counts = build_model(cfg.model, OmegaConf.structured(POS_CONFIGS[enc])).param_counts()
+        counts = build_model(cfg.model, OmegaConf.structured(config_class(enc))).param_counts()
         lines.append(
             f"  {enc:<11} params {counts['total'] / 1e6:7.3f}M (non-embedding {counts['non_embedding'] / 1e6:.3f}M): "
             f"{tokens / counts['non_embedding']:.1f} tokens seen per non-embedding parameter "

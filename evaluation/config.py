@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from model.config import RopeScalingKind
+from model.positional import all_variants
 from training.config import Dtype
 
 
@@ -47,10 +47,11 @@ class EvalConfig:
     multipliers: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
     protocols: list[Protocol] = field(default_factory=lambda: [Protocol.nonoverlap, Protocol.sliding])
     stride: int = 32  # sliding protocol: tokens scored per window (1: exact); capped at the window length
-    # RoPE checkpoints are evaluated with each of these context extensions, factor = length / L_train.
-    rope_scalings: list[RopeScalingKind] = field(
-        default_factory=lambda: [RopeScalingKind(k) for k in ("none", "linear", "ntk", "dynamic", "yarn")]
-    )
+    # Inference-time context extensions (factor = length / L_train) to evaluate each checkpoint
+    # with, among those its encoding declares (e.g. RoPE's none, linear, ntk, dynamic, yarn);
+    # null: every variant the encoding has. A checkpoint whose encoding has none of them is scored
+    # as trained.
+    variants: Optional[list[str]] = None
     # name -> EvalSetConfig. Typed as Any so a set can be added from the command line
     # (`+eval.sets.mine={files:[a.txt]}`); __post_init__ checks each against EvalSetConfig.
     sets: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +63,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.sets = {name: as_eval_set(name, s) for name, s in self.sets.items()}
+        unknown = [v for v in self.variants or [] if v not in all_variants()]
+        if unknown:
+            raise ValueError(f"eval.variants: {unknown} is not a variant of any encoding; known: {all_variants()}")
 
 
 def as_eval_set(name: str, value: Any) -> EvalSetConfig:

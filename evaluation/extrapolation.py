@@ -18,7 +18,6 @@ from evaluation.config import DocumentMode, EvalConfig, Protocol
 from evaluation.perplexity import Scores, WindowScorer
 from evaluation.text import EvalText, load_eval_text
 from evaluation.windows import Chunks, Windows, chunk_size, nonoverlap_windows, plan_chunks, sliding_windows
-from model.config import RopeScaling, RopeScalingKind
 from training.precision import autocast, resolve_dtype
 
 TABLE_NOTE = "n/a (table length {})"
@@ -49,8 +48,9 @@ class Task:
     model cannot take that length."""
 
     set_name: str
-    variant: Optional[str]  # the RoPE scaling kind, None for other encodings
-    factor: float  # RoPE scaling factor: length / training length (at least 1)
+    variant: Optional[str]  # the encoding's context extension (RoPE's scalings), None without any
+    base_variant: Optional[str]  # the encoding's first variant: the trained model itself
+    factor: float  # extension factor: length / training length (at least 1)
     length: int
     protocol: Protocol
     stride: int
@@ -61,9 +61,23 @@ class Task:
     @property
     def key(self) -> tuple:
         """Tasks with the same key compute the same numbers: at factor 1 (length <= L_train) every
-        RoPE scaling is the unscaled model, so it is scored once, as `none`."""
-        variant = RopeScalingKind.none.value if self.variant is not None and self.factor == 1 else self.variant
+        variant is the trained model, so it is scored once, as the base variant."""
+        variant = self.base_variant if self.factor == 1 else self.variant
         return (self.set_name, variant, self.length, self.protocol)
+
+
+def model_variants(model, cfg: EvalConfig) -> list[Optional[str]]:
+    """The variants to evaluate `model` with: those of `eval.variants` its encoding declares (all
+    of them when unset), or [None] for an encoding without variants."""
+    if not model.variants:
+        return [None]
+    chosen = [v for v in model.variants if cfg.variants is None or v in cfg.variants]
+    if not chosen:
+        raise ValueError(
+            f"eval.variants={list(cfg.variants)} holds none of this checkpoint's variants "
+            f"{list(model.variants)}: add at least {model.variants[0]!r}"
+        )
+    return chosen
 
 
 def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list[Task], dict[str, Chunks]]:
@@ -74,10 +88,8 @@ def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list
         raise ValueError(f"eval.batch_tokens must be >= 1, got {cfg.batch_tokens}")
     lengths = eval_lengths(model.cfg.block_size, cfg.multipliers)
     size = chunk_size(lengths)
-    is_rope = model.pos_cfg.name == "rope"
-    variants = [RopeScalingKind(k).value for k in cfg.rope_scalings] if is_rope else [None]
-    if is_rope and not variants:
-        raise ValueError("eval.rope_scalings is empty: list at least `none` for a RoPE checkpoint")
+    variants = model_variants(model, cfg)
+    base = model.variants[0] if model.variants else None
     limit = model.max_positions
     longest = max((L for L in lengths if limit is None or L <= limit), default=None)
     tasks, chunks = [], {}
@@ -103,11 +115,11 @@ def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list
                     stride = L if protocol is Protocol.nonoverlap else min(cfg.stride, L)
                     factor = max(1.0, L / model.cfg.block_size)
                     if limit is not None and L > limit:
-                        tasks.append(Task(name, variant, factor, L, protocol, stride, None, TABLE_NOTE.format(limit)))
+                        tasks.append(Task(name, variant, base, factor, L, protocol, stride, None, TABLE_NOTE.format(limit)))
                         continue
                     windows = nonoverlap_windows(ch, L) if protocol is Protocol.nonoverlap else sliding_windows(ch, L, stride)
                     per_position = protocol is Protocol.nonoverlap and L == longest
-                    tasks.append(Task(name, variant, factor, L, protocol, stride, windows, per_position=per_position))
+                    tasks.append(Task(name, variant, base, factor, L, protocol, stride, windows, per_position=per_position))
     return tasks, chunks
 
 
@@ -134,8 +146,8 @@ def describe_work(tasks: list[Task], chunks: dict[str, Chunks], texts: dict[str,
             )
             lines.append(f"  length {t.length:>6}  {t.protocol.value:<10} stride {t.stride:>5}: {work}")
         if len(variants) > 1:
-            lines.append(f"  x {len(variants)} RoPE scalings: {', '.join(variants)} (at factor 1 all are "
-                         "the unscaled model, scored once)")
+            lines.append(f"  x {len(variants)} variants: {', '.join(variants)} (at factor 1 all are "
+                         "the trained model, scored once)")
     runs = list({t.key: t for t in tasks if t.windows is not None}.values())
     windows = sum(len(t.windows) for t in runs)
     forwarded = sum(len(t.windows) * t.length for t in runs)
@@ -145,26 +157,19 @@ def describe_work(tasks: list[Task], chunks: dict[str, Chunks], texts: dict[str,
     return "\n".join(lines)
 
 
-def set_variant(model, variant: Optional[str], factor: float) -> None:
-    """RoPE: switch to scaling `variant` with `factor` (no-op for other encodings)."""
-    if variant is None:
-        return
-    kind = RopeScalingKind(variant)
-    model.set_rope_scaling(RopeScaling(kind=kind, factor=factor if kind is not RopeScalingKind.none else 1.0))
-
-
 def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: torch.device,
                    log=print) -> dict:
     """Evaluate `model` (already on `device`) on every set; returns
 
-        {"pos", "block_size", "lengths", "stride", "device", "dtype",
+        {"pos", "variants", "block_size", "lengths", "stride", "device", "dtype",
          "sets": {name: {"files", "documents", "about", "num_documents", "total_tokens", "chunk",
                          "chunks", "chunks_available", "scored_tokens",
                          "rows": [{"variant", "length", "protocol", "stride", "windows",
                                    "forwarded_tokens", "scored_tokens", "loss", "ppl", "note"}],
                          "position_loss": [{"variant", "length", "loss": [per position]}]}}}
 
-    `variant` is the RoPE scaling kind (None for other encodings); `loss` and `ppl` are None and
+    `variant` is the encoding's context extension (None without any; "variants" lists them, the
+    first being the trained model); `loss` and `ppl` are None and
     `note` says why when the model cannot take the length (the learned table).
     """
     tasks, chunks = plan_tasks(model, cfg, texts)
@@ -175,7 +180,6 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
     bar = tqdm(total=total, unit="tok", unit_scale=True, desc="eval", dynamic_ncols=True,
                disable=not cfg.progress)
     scorer = WindowScorer(model, device, lambda: autocast(device, dtype), cfg.batch_tokens, bar.update)
-    original = getattr(model.pos_cfg, "scaling", None)
     results = {
         name: {
             "files": [str(f) for f in texts[name].files],
@@ -200,7 +204,7 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
                 row.update(windows=0, forwarded_tokens=0, scored_tokens=0, loss=None, ppl=None, note=t.note)
             else:
                 if t.key not in done:
-                    set_variant(model, t.variant, t.factor)
+                    model.set_variant(t.variant, t.factor)
                     bar.set_postfix_str(f"{t.set_name} {t.variant or model.pos_cfg.name} L={t.length} {t.protocol.value}")
                     done[t.key] = scorer.score(texts[t.set_name].tokens, t.windows, per_position=t.per_position)
                 s = done[t.key]
@@ -213,10 +217,10 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
             results[t.set_name]["rows"].append(row)
     finally:
         bar.close()
-        if original is not None:
-            model.set_rope_scaling(original)
+        model.set_variant(None)
     return {
         "pos": model.pos_cfg.name,
+        "variants": list(model.variants),
         "block_size": model.cfg.block_size,
         "lengths": eval_lengths(model.cfg.block_size, cfg.multipliers),
         "stride": cfg.stride,

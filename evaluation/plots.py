@@ -17,16 +17,24 @@ PROTOCOL_TITLES = {"nonoverlap": "non-overlapping windows", "sliding": "sliding 
 
 
 def _colors(labels: list[str]) -> dict[str, tuple]:
-    """One colour per encoding; a RoPE variant shares rope's colour with its own line style."""
+    """One colour per encoding; a variant (`enc + variant`) shares its encoding's colour, with its
+    own line style."""
     bases = list(dict.fromkeys(lbl.split(" + ")[0] for lbl in labels))
     cmap = plt.get_cmap("tab10")
     return {b: cmap(i % 10) for i, b in enumerate(bases)}
 
 
+VARIANT_STYLES = ["--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (3, 1, 1, 1)), (0, (1, 3))]
+
+
 def _style(lbl: str) -> dict:
+    """Solid for a trained model; a variant gets a dash pattern of its own, fixed by its name (the
+    same in every plot)."""
     variant = lbl.split(" + ")[1] if " + " in lbl else None
-    styles = {None: "-", "linear": "--", "ntk": "-.", "dynamic": ":", "yarn": (0, (5, 1, 1, 1, 1, 1))}
-    return {"linestyle": styles.get(variant, "--"), "linewidth": 2.0 if variant is None else 1.3}
+    if variant is None:
+        return {"linestyle": "-", "linewidth": 2.0}
+    pattern = VARIANT_STYLES[sum(map(ord, variant)) % len(VARIANT_STYLES)]
+    return {"linestyle": pattern, "linewidth": 1.3}
 
 
 def _save(fig, path: Path) -> Path:
@@ -98,7 +106,7 @@ def plot_position_loss(runs: dict[str, list[RunRecord]], set_name: str, block_si
                        bins: int = 64) -> Path:
     """Mean loss at each position of non-overlapping windows of the longest length, averaged in
     `bins` equal bins of positions (one window position has few samples). Every curve scores the
-    same tokens, so the lower panel subtracts the median over the encodings (RoPE variants left
+    same tokens, so the lower panel subtracts the median over the encodings (variants left
     out) at each position: what the text makes hard cancels, and what the encoding does remains."""
     fig, (ax, rel) = plt.subplots(2, 1, figsize=(7.5, 7.0), sharex=True, height_ratios=(3, 2))
     curves = position_curves(runs, set_name)

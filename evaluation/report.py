@@ -79,7 +79,7 @@ def training_table(runs: dict[str, list[RunRecord]], block_size: int) -> str:
 
 def ppl_table(runs: dict[str, list[RunRecord]], set_name: str, protocol: str, lengths: list[int],
               block_size: int) -> str:
-    """Perplexity per encoding (and RoPE variant) at each length, plus the ratio of the longest
+    """Perplexity per encoding (and variant) at each length, plus the ratio of the longest
     length's mean to the training length's."""
     rows = []
     for lbl, cells in ppl_rows(runs, set_name, protocol):
@@ -134,9 +134,9 @@ def _eval_section(runs: dict[str, list[RunRecord]], first_eval: dict, block_size
         f"scores only its last {stride} tokens (capped at the length), so every scored token sees "
         "nearly a full window of context (stride 1 is the exact protocol). At every length and in both "
         "protocols the same tokens are scored (chunks of lcm(lengths) tokens, spread evenly over the "
-        "text, never crossing a document's end). RoPE rows with `+ variant` are the same checkpoint "
+        "text, never crossing a document's end). Rows `encoding + variant` are the same checkpoint "
         "with a context extension switched on at evaluation time, factor = length / L (no retraining); "
-        "at L itself every variant is the unscaled model. Dynamic NTK computes its base from the "
+        "at L itself every variant is the trained model. For RoPE, dynamic NTK computes its base from the "
         "current length l, base * (s * l / L - s + 1)^(d / (d - 2)); with s = l / L too, as here, it "
         "scales the base more than `ntk` (s^(d / (d - 2))) in a whole-window evaluation.",
         "",

@@ -65,9 +65,11 @@ def by_encoding(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
     return groups
 
 
-def label(encoding: str, variant: Optional[str]) -> str:
-    """Row name: the encoding, with the RoPE scaling appended unless it is `none`."""
-    return encoding if variant in (None, "none") else f"{encoding} + {variant}"
+def label(encoding: str, variant: Optional[str], evaluation: dict) -> str:
+    """Row name: the encoding, with the variant appended unless it is the trained model (the
+    first of the encoding's variants, as recorded in its eval.json)."""
+    base = (evaluation.get("variants") or [None])[0]
+    return encoding if variant in (None, base) else f"{encoding} + {variant}"
 
 
 @dataclass
@@ -88,7 +90,7 @@ class Cell:
 
 
 def ppl_rows(runs: dict[str, list[RunRecord]], set_name: str, protocol: str) -> list[tuple[str, dict[int, Cell]]]:
-    """(row label, {length: Cell}) per encoding and RoPE variant, from each run's eval.json."""
+    """(row label, {length: Cell}) per encoding and variant, from each run's eval.json."""
     rows = []
     for encoding, recs in runs.items():
         evals = [r.eval for r in recs if r.eval is not None]
@@ -109,7 +111,7 @@ def ppl_rows(runs: dict[str, list[RunRecord]], set_name: str, protocol: str) -> 
                         cell.note = row["note"]
                     else:
                         cell.values.append(row["ppl"])
-            rows.append((label(encoding, variant), cells))
+            rows.append((label(encoding, variant, evals[0]), cells))
     return rows
 
 
@@ -118,13 +120,12 @@ def position_curves(runs: dict[str, list[RunRecord]], set_name: str) -> list[tup
     curves = []
     for encoding, recs in runs.items():
         found: dict = {}
-        for r in recs:
-            if r.eval is None or set_name not in r.eval["sets"]:
-                continue
+        evaluated = [r for r in recs if r.eval is not None and set_name in r.eval["sets"]]
+        for r in evaluated:
             for c in r.eval["sets"][set_name]["position_loss"]:
                 found.setdefault(c["variant"], []).append(np.asarray(c["loss"], dtype=float))
         for variant, arrays in found.items():
-            curves.append((label(encoding, variant), len(arrays[0]), np.mean(arrays, axis=0), len(arrays)))
+            curves.append((label(encoding, variant, evaluated[0].eval), len(arrays[0]), np.mean(arrays, axis=0), len(arrays)))
     return curves
 
 

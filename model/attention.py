@@ -7,7 +7,12 @@ Backends (all equal to softmax(QK^T / sqrt(d) + bias + mask) V, tested against t
   fixed-shape decode steps over the whole cache. `is_causal` is aligned to the upper left, which is
   wrong once Tq != Tk, so the mask is built from absolute positions (key position <= query position);
 - FlexAttention: bias encodings on CUDA without a cache; the bias becomes a `score_mod` and the
-  causal mask a block mask, so no (T, T) tensor is materialised.
+  causal mask a block mask, so no (T, T) tensor is materialised;
+- explicit scores (softmax of a materialised (B, H, Tq, Tk) score tensor): content-aware
+  encodings (`needs_scores`), whose bias is a function of the scores themselves.
+
+Which backend runs is decided here (`use_flex`, `CausalSelfAttention.forward`) from the
+encoding's declared capabilities, never from its name.
 """
 
 from __future__ import annotations
@@ -19,21 +24,38 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.config import ModelConfig
+from model.config import AttnBackend, ModelConfig
 from model.kv_cache import KVCache
 from model.positional import PositionalEncoding, Positions, Rotation
 from model.positional.base import GradHook, ScoreMod
 
 
+def use_flex(pos: PositionalEncoding, cfg: ModelConfig, on_cuda: bool, cached: bool, training: bool) -> bool:
+    """The backend policy: FlexAttention for an encoding whose bias has a `score_mod`, on CUDA,
+    without a cache and without attention dropout (`attn_backend=auto`); forced by `flex`."""
+    backend = AttnBackend(cfg.attn_backend)
+    dropout = training and cfg.dropout > 0
+    if backend == AttnBackend.flex:
+        if not pos.has_score_mod or cached:
+            return False  # nothing to express as a score_mod, or a cached decode step
+        if dropout:
+            raise ValueError("attn_backend=flex has no attention dropout: set model.dropout=0")
+        if not on_cuda and torch.is_grad_enabled():
+            raise ValueError("FlexAttention has no backward on CPU: use model.attn_backend=sdpa")
+        return True
+    return backend == AttnBackend.auto and pos.has_score_mod and on_cuda and not cached and not dropout
+
+
 class AttentionInputs:
     """What every layer's attention needs from the positional encoding, built once per forward."""
 
-    def __init__(self, pos: PositionalEncoding, positions: Positions, use_flex: bool):
-        self.positions = positions
+    def __init__(self, pos: PositionalEncoding, positions: Positions, flex: bool):
+        self.pos, self.positions = pos, positions
         self.rotation: Optional[Rotation] = pos.rotation(positions)
-        self.score_mod: Optional[ScoreMod] = pos.score_mod(positions) if use_flex else None
-        self.score_mod_grad: Optional[GradHook] = pos.score_mod_grad(positions) if use_flex else None
-        self.bias: Optional[Tensor] = None if use_flex else pos.bias(positions)
+        self.score_mod: Optional[ScoreMod] = pos.score_mod(positions) if flex else None
+        self.score_mod_grad: Optional[GradHook] = pos.score_mod_grad(positions) if flex else None
+        self.bias: Optional[Tensor] = None if flex else pos.bias(positions)
+        self.needs_scores = pos.needs_scores
 
 
 def causal_float_mask(positions: Positions, dtype: torch.dtype) -> Tensor:
@@ -91,6 +113,20 @@ def sdpa_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, dropout_p
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
+def explicit_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, layer: int, dropout_p: float) -> Tensor:
+    """softmax(q k^T / sqrt(d) + bias + score_bias(scores) + mask) v with the scores materialised,
+    for encodings whose bias reads the scores (`needs_scores`)."""
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, Tq, Tk)
+    logits = scores + causal_float_mask(inp.positions, scores.dtype)
+    if inp.bias is not None:
+        logits = logits + inp.bias.to(scores.dtype)
+    extra = inp.pos.score_bias(q, scores, inp.positions, layer)
+    if extra is not None:
+        logits = logits + extra.to(scores.dtype)
+    probs = F.dropout(logits.softmax(dim=-1), p=dropout_p)
+    return probs @ v  # (B, H, Tq, D)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -115,6 +151,8 @@ class CausalSelfAttention(nn.Module):
             y, lse = flex_attend(q, k, v, inp.score_mod)
             if inp.score_mod_grad is not None:
                 y = inp.score_mod_grad(y, q, k, v, lse)
+        elif inp.needs_scores:
+            y = explicit_attend(q, k, v, inp, layer, dropout_p)
         else:
             y = sdpa_attend(q, k, v, inp, dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)

@@ -7,11 +7,13 @@ query position) and takes its position as a device tensor, as gpt-fast and Huggi
 StaticCache do: one graph serves every position. It pays attention over the whole capacity
 instead of the filled part, which is small next to the per-kernel launch overhead it removes.
 
-`GPT.compiled_decode_step` keeps one compiled step (with its cache) per batch size and capacity,
-so repeated `generate` calls replay the same graph instead of compiling again.
+`compiled_decode_step` keeps one compiled step (with its cache) per model, batch size and
+capacity, so repeated `generate` calls replay the same graph instead of compiling again.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 from torch import Tensor
@@ -40,6 +42,7 @@ class FixedDecodeStep:
 
     def __call__(self, token: Tensor) -> Tensor:
         self.cache.check_room(1)
+        self.model.check_cache_reusable(self.cache.length + 1, self.cache.length)
         self.position.fill_(self.cache.length)
         if self._marks_cuda_graph_steps:
             torch.compiler.cudagraph_mark_step_begin()
@@ -50,3 +53,24 @@ class FixedDecodeStep:
     def _step(self, token: Tensor, position: Tensor) -> Tensor:
         x = self.model.hidden(token, self.cache, Positions.fixed(position, self.cache.max_len))
         return self.model.lm_head(x[:, -1])  # (B, C) -> (B, V)
+
+
+_COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, FixedDecodeStep]]" = weakref.WeakKeyDictionary()
+
+
+def compiled_decode_step(model, batch_size: int, capacity: int) -> FixedDecodeStep:
+    """The compiled fixed-shape decode step of `model` for this batch size and cache capacity,
+    with an empty cache of its own: CUDA graphs (mode "reduce-overhead") on CUDA, inductor's
+    default mode elsewhere. Built on first use and kept while the model lives, so that later
+    calls replay the same graph; the graph reads the parameters in place, so training between
+    calls is seen."""
+    p = model.lm_head.weight
+    key = (batch_size, capacity, p.device, p.dtype)
+    steps = _COMPILED.setdefault(model, {})
+    if key not in steps:
+        step = FixedDecodeStep(model, KVCache.for_model(model, batch_size, capacity))
+        step.compile(mode="reduce-overhead" if p.is_cuda else "default")
+        steps[key] = step
+    step = steps[key]
+    step.cache.reset()
+    return step

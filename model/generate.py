@@ -7,6 +7,7 @@ from typing import Iterator, Optional
 import torch
 from torch import Tensor
 
+from model.fixed_step import compiled_decode_step
 from model.gpt import GPT
 from model.kv_cache import KVCache
 
@@ -68,7 +69,7 @@ class CachedDecoder:
     def __init__(self, model: GPT, batch_size: int, max_len: int, overflow: str = "stop", compile: bool = False):
         self.model, self.overflow, self.limit = model, overflow, model.max_positions
         capacity = max_len if self.limit is None else min(max_len, self.limit)
-        self.fixed_step = model.compiled_decode_step(batch_size, capacity) if compile else None
+        self.fixed_step = compiled_decode_step(model, batch_size, capacity) if compile else None
         self.cache = self.fixed_step.cache if compile else KVCache.for_model(model, batch_size, capacity)
         self.tokens: Optional[Tensor] = None  # (B, T) everything seen so far
         # On CPU, F.linear(x, W) with the (V, C) row-major head runs V short dot products per row;

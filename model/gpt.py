@@ -6,16 +6,13 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.attention import AttentionInputs, CausalSelfAttention
-from model.config import AttnBackend, ModelConfig, PosConfig, RopeScaling
-from model.fixed_step import FixedDecodeStep
+from model.attention import AttentionInputs, CausalSelfAttention, use_flex
+from model.config import ModelConfig, PosConfig
 from model.kv_cache import KVCache
 from model.positional import Positions, build_positional
-from model.positional.rotary import RotaryPositions
 
 
 class MLP(nn.Module):
@@ -66,7 +63,6 @@ class GPT(nn.Module):
         token_std = self.pos.token_init_std()
         if token_std is not None:  # sinusoidal: tokens enter at the fixed table's scale
             nn.init.normal_(self.wte.weight, mean=0.0, std=token_std)
-        self._compiled_steps: dict[tuple, FixedDecodeStep] = {}  # see compiled_decode_step
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -82,41 +78,15 @@ class GPT(nn.Module):
         """Longest sequence the model can take (the learned table's length), or None."""
         return self.pos.max_positions
 
-    def set_rope_scaling(self, scaling: RopeScaling) -> None:
-        """Switch RoPE context extension at inference, without retraining."""
-        if not isinstance(self.pos, RotaryPositions):
-            raise ValueError(f"RoPE scaling needs pos=rope, this model uses pos={self.pos_cfg.name}")
-        self.pos.set_scaling(scaling)
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The encoding's inference-time context extensions (e.g. RoPE's scalings), or ()."""
+        return self.pos.variants
 
-    def _use_flex(self, x: Tensor, cache: Optional[KVCache]) -> bool:
-        backend = AttnBackend(self.cfg.attn_backend)
-        is_bias = self.pos_cfg.name in ("t5", "alibi")
-        if backend == AttnBackend.flex:
-            if not is_bias or cache is not None:
-                return False  # nothing to express as a score_mod, or a cached decode step
-            if self.training and self.cfg.dropout > 0:
-                raise ValueError("attn_backend=flex has no attention dropout: set model.dropout=0")
-            if not x.is_cuda and torch.is_grad_enabled():
-                raise ValueError("FlexAttention has no backward on CPU: use model.attn_backend=sdpa")
-            return True
-        auto = backend == AttnBackend.auto and is_bias and x.is_cuda and cache is None
-        return auto and not (self.training and self.cfg.dropout > 0)
-
-    def compiled_decode_step(self, batch_size: int, capacity: int) -> FixedDecodeStep:
-        """The compiled fixed-shape decode step (model/fixed_step.py) for this batch size and
-        cache capacity, with an empty cache of its own: CUDA graphs (mode "reduce-overhead") on
-        CUDA, inductor's default mode elsewhere. Built on first use and kept, so that later calls
-        replay the same graph; the graph reads the parameters in place, so training between
-        calls is seen."""
-        p = self.lm_head.weight
-        key = (batch_size, capacity, p.device, p.dtype)
-        if key not in self._compiled_steps:
-            step = FixedDecodeStep(self, KVCache.for_model(self, batch_size, capacity))
-            step.compile(mode="reduce-overhead" if p.is_cuda else "default")
-            self._compiled_steps[key] = step
-        step = self._compiled_steps[key]
-        step.cache.reset()
-        return step
+    def set_variant(self, name: Optional[str], factor: float = 1.0) -> None:
+        """Switch the encoding to context extension `name` for `factor` x the training length,
+        without retraining (None: back to the trained configuration)."""
+        self.pos.set_variant(name, factor)
 
     def forward(
         self,
@@ -150,26 +120,37 @@ class GPT(nn.Module):
             start = 0 if cache is None else cache.length
             if cache is not None:
                 cache.check_room(T)
+                self.check_cache_reusable(start + T, start)
             positions = Positions.make(start, T, idx.device)  # built once, handed to every layer
         x = self.wte(idx) * self.pos.token_scale()
         pe = self.pos.embed(positions)
         if pe is not None:
             x = x + pe.to(x.dtype)
         x = self.drop(x)
-        inp = AttentionInputs(self.pos, positions, use_flex=self._use_flex(idx, cache))
+        flex = use_flex(self.pos, self.cfg, idx.is_cuda, cache is not None, self.training)
+        inp = AttentionInputs(self.pos, positions, flex)
         for layer, block in enumerate(self.blocks):
             x = block(x, inp, cache, layer)
         if cache is not None and not positions.is_fixed:
             cache.advance(T)
         return self.ln_f(x)
 
+    def check_cache_reusable(self, total: int, cached: int) -> None:
+        """Refuse a cached forward whose cached keys and values are stale: an encoding that
+        re-encodes earlier positions as the sequence grows (dynamic NTK past its original length)
+        needs them recomputed, which `generate` / `CachedDecoder` do by re-prefilling."""
+        if cached > 0 and self.pos.recompute_on_growth(total):
+            raise ValueError(
+                f"this encoding re-encodes every position once the sequence grows to {total} tokens, "
+                f"so the {cached} cached keys and values are stale: decode with model.generate's "
+                "generate / CachedDecoder, which re-prefill, or run a full forward without a cache"
+            )
+
     def param_counts(self) -> dict[str, int]:
         """Embedding (token table, and the learned position table) vs everything else; the tied
         head is counted once, in the token table."""
         total = sum(p.numel() for p in self.parameters())
-        embedding = self.wte.weight.numel()
-        if hasattr(self.pos, "wpe"):
-            embedding += self.pos.wpe.weight.numel()
+        embedding = self.wte.weight.numel() + self.pos.embedding_parameters()
         return {"embedding": embedding, "non_embedding": total - embedding, "total": total}
 
     def flops_per_token(self, seq_len: int) -> float:

@@ -1,6 +1,6 @@
 """A preallocated key/value cache with an explicit length (cf. litgpt's KVCache, HF StaticCache).
 
-The sampler owns it; training never sees one. Each layer writes the keys and values of the new
+Generation (`CachedDecoder`, `FixedDecodeStep`) owns it; training never sees one. Each layer writes the keys and values of the new
 tokens at `length .. length + T` and reads `0 .. length + T`; the model advances `length` once
 per forward, after every layer has written. A fixed-shape decode step (for CUDA graphs) instead
 writes at a device-side position and reads every slot (see `update`).

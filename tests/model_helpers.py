@@ -5,9 +5,12 @@ from __future__ import annotations
 import torch
 
 from model import GPT
-from model.config import POS_CONFIGS, ModelConfig, RopePos, RopeScaling, RopeScalingKind
+from model.config import ModelConfig
+from model.positional import config_class, encoding_names
+from model.positional.rope import RotaryPositions
+from model.positional.rope_scaling import RopeScaling, RopeScalingKind
 
-ENCODINGS = sorted(POS_CONFIGS)
+ENCODINGS = encoding_names()
 SCALINGS = [k.value for k in RopeScalingKind]
 
 
@@ -23,9 +26,9 @@ def tiny_model(encoding: str, scaling: str = "none", factor: float = 2.0, seed: 
     table are drawn larger."""
     torch.manual_seed(seed)
     if encoding == "rope":
-        pos = RopePos(scaling=RopeScaling(kind=RopeScalingKind(scaling), factor=factor))
+        pos = RotaryPositions.Config(scaling=RopeScaling(kind=RopeScalingKind(scaling), factor=factor))
     else:
-        pos = POS_CONFIGS[encoding]()
+        pos = config_class(encoding)()
     model = GPT(tiny_config(**cfg), pos).eval()
     for block in model.blocks:
         torch.nn.init.normal_(block.attn.c_attn.weight, std=0.3)

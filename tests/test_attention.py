@@ -32,7 +32,7 @@ def test_sdpa_paths_match_reference(encoding, start, length):
     """is_causal (no cache), no mask (one-token decode), float mask (bias or cached chunk)."""
     pos_module = tiny_model(encoding).pos
     positions = Positions.make(start, length, "cpu")
-    inp = AttentionInputs(pos_module, positions, use_flex=False)
+    inp = AttentionInputs(pos_module, positions, flex=False)
     q, k, v = qkv(Tq=length, Tk=start + length)
     with torch.no_grad():
         got = sdpa_attend(q, k, v, inp, dropout_p=0.0)

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from bench.common import peak_flops
-from bench.train_step import Shape, build_contenders, parse_args, run
+from bench.train_step import XT_ENCODINGS, Shape, build_contenders, parse_args, run
+from model.positional import encoding_names
 from tests.conftest import requires_cuda
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "2"]
@@ -15,13 +16,13 @@ TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16
 def test_every_contender_runs_and_is_reported(capsys):
     timings = run(parse_args(TINY + ["--reps", "2", "--warmup", "1", "--device", "cpu"]))
     names = set(timings.wall)
-    encodings = ["learned", "sinusoidal", "t5", "rope", "alibi", "nope"]
+    encodings = encoding_names()
     assert {f"ours {e}" for e in encodings} <= names
     assert {"HF GPT2 (learned)", "HF GPT-NeoX (rope)", "HF Bloom (alibi)"} <= names
-    assert sum(n.startswith("x-transformers") for n in names) == 6
+    assert sum(n.startswith("x-transformers") for n in names) == len(set(XT_ENCODINGS) & set(encodings))
     assert all(len(ts) == 2 and min(ts) > 0 for ts in timings.wall.values())
     out = capsys.readouterr().out
-    assert "peer/ours" in out and out.count("| ours ") == 6
+    assert "peer/ours" in out and out.count("| ours ") == len(encodings)
 
 
 def test_peers_share_the_shape():

@@ -8,7 +8,10 @@ import torch
 from omegaconf import OmegaConf
 
 from model import GPT
-from model.config import ModelConfig, RopePos
+from model.config import ModelConfig
+from model.positional.rope import RotaryPositions
+
+RopePos = RotaryPositions.Config
 from training import checkpoint as ck
 
 

@@ -135,7 +135,7 @@ def test_cpu_preset_end_to_end_reduced(tmp_path, shared_data):
     cfg = compose_compare([
         "preset=cpu", f"out_dir={tmp_path}/runs", f"report_dir={tmp_path}/report", f"eval.cache_dir={tmp_path}/cache",
         "train.max_steps=2", "train.eval_interval=2", "train.eval_batches=1", "train.progress=false",
-        "eval.multipliers=[1,2]", "eval.stride=64", "eval.rope_scalings=[none,yarn]", "eval.progress=false",
+        "eval.multipliers=[1,2]", "eval.stride=64", "eval.variants=[none,yarn]", "eval.progress=false",
         "eval.sets.tinystories.max_tokens=128", "eval.sets.long_stories.max_tokens=128",
         f"eval.sets.long_stories.files=[{','.join(books)}]", "samples.max_new_tokens=4", "samples.num_samples=1",
     ])

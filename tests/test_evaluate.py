@@ -17,7 +17,8 @@ from evaluation.perplexity import WindowScorer
 from evaluation.text import EvalText, load_eval_text, split_documents
 from evaluation.windows import chunk_size, nonoverlap_windows, plan_chunks, sliding_windows
 from model import GPT
-from model.config import ModelConfig, RopeScalingKind
+from model.config import ModelConfig
+from model.positional.rope_scaling import RopeScalingKind
 from tests.model_helpers import tiny_model
 
 VOCAB = 101
@@ -205,7 +206,9 @@ def test_evaluate_cli_writes_eval_json(tmp_path):
 
     from omegaconf import OmegaConf
 
-    from model.config import ModelConfig, RopePos
+    from model.positional.rope import RotaryPositions
+
+    RopePos = RotaryPositions.Config
     from training.checkpoint import save_checkpoint
 
     root = Path(__file__).resolve().parents[1]
@@ -220,7 +223,7 @@ def test_evaluate_cli_writes_eval_json(tmp_path):
     for name in ("a", "b"):
         (tmp_path / f"{name}.txt").write_text(" ".join(["Once upon a time there was a little dog."] * 30))
     cmd = [sys.executable, "evaluate.py", f"ckpts=[{run}]", "eval.multipliers=[1,2]", "eval.stride=8",
-           "eval.rope_scalings=[none,yarn]", "eval.progress=false", f"eval.cache_dir={tmp_path}/cache",
+           "eval.variants=[none,yarn]", "eval.progress=false", f"eval.cache_dir={tmp_path}/cache",
            "~eval.sets.tinystories", "~eval.sets.long_stories",  # replace the default sets by one
            f"+eval.sets.books={{files:[{tmp_path}/*.txt],documents:eot,max_tokens:64}}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from model.fixed_step import _COMPILED
 from model.generate import CachedDecoder, ContextFull, generate, sample_next
 from tests.conftest import requires_cuda
 from tests.model_helpers import ENCODINGS, tiny_model
@@ -93,7 +94,7 @@ def test_compiled_generation_equals_eager_and_reuses_its_graph():
     for _ in range(2):
         got = torch.stack(list(generate(model, prompt, 20, temperature=0.0, compile=True)), dim=1)
         assert torch.equal(got, want)
-    assert len(model._compiled_steps) == 1
+    assert len(_COMPILED[model]) == 1
 
 
 @requires_cuda

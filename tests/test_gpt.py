@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from model import GPT
-from model.config import LearnedPos, ModelConfig, RopePos, SinusoidalPos, T5Pos
+from model.positional import config_class
+
+LearnedPos, RopePos, SinusoidalPos, T5Pos = (config_class(n) for n in ("learned", "rope", "sinusoidal", "t5"))
 from tests.model_helpers import ENCODINGS, tiny_config, tiny_model
 
 

@@ -36,7 +36,7 @@ def cached_logits(model, idx, prefill: int, chunk: int = 1) -> torch.Tensor:
 def test_prefill_then_decode_equals_full_forward(encoding, scaling):
     # block_size 32, 48 tokens: RoPE scalings act past the training length (learned stays inside)
     model = tiny_model(encoding, scaling)
-    n_tokens = 32 if encoding == "learned" else 48
+    n_tokens = min(48, model.max_positions or 48)
     idx = torch.randint(0, 101, (3, n_tokens), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         for fixed in (False, True):
@@ -75,6 +75,22 @@ def test_only_dynamic_recomputes_and_only_past_training_length():
     for encoding, scaling in CASES:
         if scaling != "dynamic":
             assert not tiny_model(encoding, scaling).pos.recompute_on_growth(10_000)
+
+
+def test_raw_cache_past_dynamic_length_is_an_error_not_stale_keys():
+    """A raw cached forward that grows a dynamic-NTK sequence past its original length would reuse
+    keys and values computed under the old frequencies: it must refuse and name the way out, in the
+    eager forward and in the fixed decode step alike."""
+    model = tiny_model("rope", "dynamic")
+    idx = torch.randint(0, 101, (1, 34), generator=torch.Generator().manual_seed(3))
+    cache = KVCache.for_model(model, 1, 40)
+    with torch.no_grad():
+        model(idx[:, :32], cache=cache)  # up to the original length: fine
+        with pytest.raises(ValueError, match="stale.*CachedDecoder"):
+            model(idx[:, 32:33], cache=cache)
+        with pytest.raises(ValueError, match="stale"):
+            FixedDecodeStep(model, cache)(idx[:, 32:33])
+        model(idx, cache=KVCache.for_model(model, 1, 40))  # a fresh cache (a re-prefill) is fine
 
 
 def test_learned_table_overflow_is_a_clear_error():

@@ -13,10 +13,15 @@ from transformers.models.bloom.modeling_bloom import build_alibi_tensor
 from transformers.models.t5.modeling_t5 import T5Attention
 
 from model import GPT
-from model.config import AlibiPos, LearnedPos, ModelConfig, SinusoidalPos, T5Pos
+from model.config import ModelConfig
 from model.positional import Positions
-from model.positional.absolute import SinusoidalPositions, sinusoid_table
-from model.positional.bias import ALiBi, T5RelativeBias, alibi_slopes, t5_bucket
+from model.positional.alibi import ALiBi, alibi_slopes
+from model.positional.learned import LearnedPositions
+from model.positional.sinusoidal import SinusoidalPositions, sinusoid_table
+from model.positional.t5 import T5RelativeBias, t5_bucket
+
+AlibiPos, LearnedPos = ALiBi.Config, LearnedPositions.Config
+SinusoidalPos, T5Pos = SinusoidalPositions.Config, T5RelativeBias.Config
 
 # ---------------------------------------------------------------- learned: Hugging Face GPT-2
 
@@ -199,7 +204,7 @@ def test_alibi_bias_equals_bloom_up_to_row_constant(n_head, start, length):
     softmax ignores. Shifting BLOOM's row by its value at k = q gives ours exactly."""
     cfg = ModelConfig(n_layer=1, n_head=n_head, n_embd=8 * n_head, block_size=16, vocab_size=11)
     positions = Positions.make(start, length, "cpu")
-    ours = ALiBi(cfg).bias(positions)  # (H, Tq, Tk)
+    ours = ALiBi(cfg, AlibiPos()).bias(positions)  # (H, Tq, Tk)
     theirs = bloom(n_head, positions.total)  # (H, 1, Tk)
     shifted = theirs - theirs[:, 0, positions.q][..., None]  # (H, Tq, Tk): slope * (k - q)
     torch.testing.assert_close(ours, shifted, atol=1e-5, rtol=1e-6)

@@ -13,9 +13,12 @@ from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXRotaryEmbeddin
 from transformers.models.gpt_neox.modeling_gpt_neox import apply_rotary_pos_emb as neox_apply_rotary
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 
-from model.config import ModelConfig, Pairing, RopePos, RopeScaling, RopeScalingKind
+from model.config import ModelConfig
 from model.positional import Positions
-from model.positional.rotary import RotaryPositions
+from model.positional.rope import Pairing, RotaryPositions
+from model.positional.rope_scaling import RopeScaling, RopeScalingKind
+
+RopePos = RotaryPositions.Config
 
 N_HEAD, N_EMBD, BLOCK = 4, 64, 64
 HEAD_DIM = N_EMBD // N_HEAD  # 16

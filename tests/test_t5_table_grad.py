@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from model.positional.bias import t5_bucket
+from model.positional.t5 import t5_bucket
 from model.positional.t5_table_grad import band_table_grad, far_bucket_start
 
 

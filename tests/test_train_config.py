@@ -9,7 +9,8 @@ from omegaconf import OmegaConf
 from train_helpers import ROOT, TINY, sample_data, subprocess_env, train_cmd  # noqa: F401
 
 from training.checkpoint import CKPT_LAST, CheckpointError, save_checkpoint
-from training.job import as_train_job, compose_job
+from configs.compose import compose_job
+from training.job import as_train_job
 from training.run import run_training
 
 

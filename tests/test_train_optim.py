@@ -3,14 +3,15 @@
 import pytest
 
 from model import GPT
-from model.config import LearnedPos, ModelConfig
+from model.config import ModelConfig
+from model.positional import config_class
 from training.config import TrainConfig
 from training.optim import build_optimizer
 from training.run import grad_accum_steps
 
 
 def test_decay_only_on_matrices_and_tied_weight_once():
-    model = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=50), LearnedPos())
+    model = GPT(ModelConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=50), config_class("learned")())
     opt = build_optimizer(model, TrainConfig(weight_decay=0.1), "cpu")
     decay, no_decay = opt.param_groups
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0

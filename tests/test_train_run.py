@@ -9,7 +9,7 @@ import yaml
 from train_helpers import TINY, sample_data  # noqa: F401
 
 from training.checkpoint import CKPT_BEST, CKPT_LAST, load_checkpoint, load_model
-from training.job import compose_job
+from configs.compose import compose_job
 from training.metrics import read_metrics
 from training.run import run_training
 

@@ -1,12 +1,13 @@
-"""`python train.py -m pos=...` sweeps all six encodings, each into its own run directory."""
+"""`python train.py -m pos=...` sweeps every registered encoding, each into its own run directory."""
 
 import pytest
 import yaml
 from train_helpers import TINY, run_train, sample_data  # noqa: F401
 
+from model.positional import encoding_names
 from training.metrics import read_metrics
 
-ENCODINGS = ["learned", "sinusoidal", "t5", "rope", "alibi", "nope"]
+ENCODINGS = encoding_names()
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from model import GPT
-from model.config import POS_CONFIGS, ModelConfig, PosConfig
+from model.config import ModelConfig, PosConfig
+from model.positional import config_class
 
 
 def as_model_config(cfg) -> ModelConfig:
@@ -14,9 +15,7 @@ def as_model_config(cfg) -> ModelConfig:
 
 def as_pos_config(cfg) -> PosConfig:
     name = cfg["name"] if isinstance(cfg, dict) else cfg.name
-    if name not in POS_CONFIGS:
-        raise ValueError(f"pos.name={name!r} is not one of {sorted(POS_CONFIGS)}")
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(POS_CONFIGS[name]), cfg))
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config_class(name)), cfg))
 
 
 def build_model(model_cfg, pos_cfg) -> GPT:

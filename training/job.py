@@ -1,28 +1,30 @@
-"""The TrainJob config outside the command line: compose it from configs/ and validate it."""
+"""The TrainJob schema (train.py's root config) and its validation outside the command line."""
 
 from __future__ import annotations
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
+from dataclasses import dataclass, field
+from typing import Optional
 
-from configs.schema import TrainJob, register_configs
-from data.config import ROOT
-from model.config import POS_CONFIGS
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-CONFIG_DIR = ROOT / "configs"
+from data.config import DataConfig
+from model.config import ModelConfig, PosConfig
+from model.positional import config_class
+from training.config import TrainConfig, WandbConfig
 
 
-def compose_job(overrides: list[str] = ()) -> DictConfig:
-    """configs/train.yaml with command-line style overrides, as `python train.py ...` sees it.
+@dataclass
+class TrainJob:
+    """train.py: config -> data -> model -> training loop."""
 
-    For callers such as compare.py and the tests: `run_training(compose_job(["pos=alibi"]))`.
-    """
-    register_configs()
-    if GlobalHydra.instance().is_initialized():  # inside another Hydra app
-        return compose("train", overrides=list(overrides))
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+    model: ModelConfig = MISSING
+    pos: PosConfig = MISSING
+    data: DataConfig = MISSING
+    train: TrainConfig = MISSING
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    out_dir: Optional[str] = None  # None: Hydra's run directory
+    resume: bool = False  # continue from <out_dir>/ckpt_last.pt
+    seed: int = 1337
 
 
 def as_train_job(cfg) -> DictConfig:
@@ -35,7 +37,5 @@ def as_train_job(cfg) -> DictConfig:
     schema = OmegaConf.structured(TrainJob)
     name = OmegaConf.select(cfg, "pos.name")
     if name is not None:
-        if name not in POS_CONFIGS:
-            raise ValueError(f"pos.name={name!r} is not one of {sorted(POS_CONFIGS)}")
-        schema.pos = OmegaConf.structured(POS_CONFIGS[name])
+        schema.pos = OmegaConf.structured(config_class(name))
     return OmegaConf.merge(schema, cfg)

@@ -1,5 +1,5 @@
 """run_training: config -> data -> model -> loop -> summary. train.py is a thin Hydra main over it;
-compare.py calls it in process with `training.job.compose_job(overrides)`."""
+compare.py calls it in process with `configs.compose.compose_job(overrides)`."""
 
 from __future__ import annotations
 

@@ -1,27 +1,29 @@
-"""Positional encodings behind one interface (see base.py), built by name from their config."""
+"""Positional encodings behind one interface (base.py), one module each, chosen by name from the
+registry (registry.py). Importing this package imports every module in it, so a new encoding is
+one file here with an `@register`ed class: nothing outside model/positional/ names it."""
 
 from __future__ import annotations
 
-from model.config import ModelConfig, PosConfig
-from model.positional.absolute import LearnedPositions, SinusoidalPositions
-from model.positional.base import PositionalEncoding, PositionOutOfRange, Positions, Rotation
-from model.positional.bias import ALiBi, T5RelativeBias
-from model.positional.rotary import RotaryPositions
+import importlib
+import pkgutil
 
-BUILDERS = {
-    "learned": lambda cfg, pos: LearnedPositions(cfg),
-    "sinusoidal": SinusoidalPositions,
-    "t5": T5RelativeBias,
-    "rope": RotaryPositions,
-    "alibi": lambda cfg, pos: ALiBi(cfg),
-    "nope": lambda cfg, pos: PositionalEncoding(),  # NoPE (Kazemnejad et al. 2023): the causal mask alone
-}
+from model.positional.base import Family, PositionalEncoding, PositionOutOfRange, Positions, Rotation
+from model.positional.registry import (
+    all_variants,
+    build_positional,
+    config_class,
+    config_classes,
+    default_compare_encodings,
+    encoding_class,
+    encoding_names,
+    register,
+)
 
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-def build_positional(cfg: ModelConfig, pos: PosConfig) -> PositionalEncoding:
-    if pos.name not in BUILDERS:
-        raise ValueError(f"unknown positional encoding {pos.name!r}; choose one of {sorted(BUILDERS)}")
-    return BUILDERS[pos.name](cfg, pos)
-
-
-__all__ = ["PositionalEncoding", "PositionOutOfRange", "Positions", "Rotation", "build_positional"]
+__all__ = [
+    "Family", "PositionalEncoding", "PositionOutOfRange", "Positions", "Rotation", "all_variants",
+    "build_positional", "config_class", "config_classes", "default_compare_encodings",
+    "encoding_class", "encoding_names", "register",
+]

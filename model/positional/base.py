@@ -1,11 +1,23 @@
 """The one interface every positional encoding implements, and the per-forward positions.
 
-Each encoding implements only the hooks of its family (the others return None):
+An encoding is a `PositionalEncoding` subclass with a nested `Config` dataclass (its typed
+options, `name` selecting it), registered with `@register` (registry.py). It declares what it
+does as class attributes, and implements only the hooks of its family (the others return None):
 
-- absolute: `embed(positions) -> (T, C)` added to the token embeddings;
-- rotary:   `rotation(positions) -> Rotation` that rotates queries and keys;
-- bias:     `bias(positions) -> (H, Tq, Tk)` added to the attention scores, and the same bias as a
-            FlexAttention `score_mod` for the fast CUDA path.
+| family     | flag             | hook                                                         |
+| ---------- | ---------------- | ------------------------------------------------------------ |
+| absolute   | `adds_embedding` | `embed(positions) -> (Tq, C)` added to the token embeddings  |
+| rotary     | `rotates`        | `rotation(positions) -> Rotation` applied to queries and keys |
+| bias       | `adds_bias`      | `bias(positions) -> (H, Tq, Tk)` added to the scores; with    |
+|            | `has_score_mod`  | `score_mod(positions)`: the same bias for FlexAttention       |
+| contextual | `needs_scores`   | `score_bias(q, scores, positions, layer) -> (B, H, Tq, Tk)`,  |
+|            |                  | a bias computed from the query-key scores themselves          |
+| none       | (none)           | nothing: the causal mask alone                                |
+
+An encoding may also bound the length (`max_positions`), change the token embeddings' scale
+(`token_scale`, `token_init_std`), offer inference-time context-extension variants (`variants`,
+`set_variant`), and ask for the cache to be recomputed when the sequence grows
+(`recompute_on_growth`). Everything outside model/positional/ reads these, never a name.
 
 The model builds a `Positions` once per forward and hands it to the encoding; no encoding infers a
 position from a tensor's shape.
@@ -14,7 +26,8 @@ position from a tensor's shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from enum import Enum
+from typing import Callable, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -65,11 +78,43 @@ ScoreMod = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 GradHook = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
+class Family(str, Enum):
+    """Where an encoding acts (for reports and benchmark peers; the model reads the flags)."""
+
+    absolute = "absolute"
+    rotary = "rotary"
+    bias = "bias"
+    contextual = "contextual"
+    none = "none"
+
+
 class PositionalEncoding(nn.Module):
     """Base class: no positional signal at all (every hook returns None)."""
 
+    family: ClassVar[Family] = Family.none
+    adds_embedding: ClassVar[bool] = False  # embed() returns a (Tq, C) table
+    rotates: ClassVar[bool] = False  # rotation() returns a Rotation
+    adds_bias: ClassVar[bool] = False  # bias() returns (H, Tq, Tk)
+    has_score_mod: ClassVar[bool] = False  # score_mod() expresses bias() for FlexAttention
+    needs_scores: ClassVar[bool] = False  # score_bias() reads the scores: explicit attention only
+    #: Inference-time context extensions, each a function of factor = length / training length
+    #: that equals the trained model at factor 1; the first is the trained model itself.
+    variants: ClassVar[tuple[str, ...]] = ()
+    #: Part of compare.py's default set of encodings.
+    in_default_compare: ClassVar[bool] = True
+
     #: Longest sequence the encoding can represent (None: unbounded).
     max_positions: Optional[int] = None
+
+    def set_variant(self, name: Optional[str], factor: float = 1.0) -> None:
+        """Switch to context extension `name` for `factor` x the training length (None: back to
+        the trained configuration). Takes effect at the next forward."""
+        if name is not None:
+            raise ValueError(f"{type(self).__name__} has no inference-time variants, got {name!r}")
+
+    def embedding_parameters(self) -> int:
+        """Parameters that count as embeddings (a learned position table), for param counts."""
+        return 0
 
     def recompute_on_growth(self, total: int) -> bool:
         """True when growing the sequence to `total` tokens changes how earlier positions are
@@ -103,6 +148,12 @@ class PositionalEncoding(nn.Module):
     def score_mod_grad(self, positions: Positions) -> Optional[GradHook]:
         """For a score_mod that reads learned parameters as constants: a function
         (out, q, k, v, lse) -> out that attaches their gradient to the attention output."""
+        return None
+
+    def score_bias(self, q: Tensor, scores: Tensor, positions: Positions, layer: int) -> Optional[Tensor]:
+        """Content-aware bias: from the (B, H, Tq, D) queries and the (B, H, Tq, Tk) scaled
+        query-key scores of `layer` (causal mask not applied), a (B, H, Tq, Tk) bias added to
+        them, or None. Runs only on the explicit-scores attention path."""
         return None
 
 

@@ -8,12 +8,35 @@ attention factor multiplies cos and sin (so the q.k logits by its square), which
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from enum import Enum
 from typing import Callable
 
 import torch
 from torch import Tensor
 
-from model.config import RopeScaling, RopeScalingKind
+
+class RopeScalingKind(str, Enum):
+    none = "none"
+    linear = "linear"  # position interpolation, Chen et al. 2023
+    ntk = "ntk"  # NTK-aware base change
+    dynamic = "dynamic"  # dynamic NTK: the scale grows with the current length
+    yarn = "yarn"  # Peng et al. 2023
+
+
+@dataclass
+class RopeScaling:
+    """Inference-time context extension. `factor` is s = target length / training length.
+
+    `original_max_len` is the training context (0 means the model's `block_size`).
+    `beta_fast` / `beta_slow` bound YaRN's ramp (in rotations over the original context).
+    """
+
+    kind: RopeScalingKind = RopeScalingKind.none
+    factor: float = 1.0
+    original_max_len: int = 0
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
 
 
 def base_inv_freq(base: float, dim: int) -> Tensor:

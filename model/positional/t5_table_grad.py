@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.positional.bias import t5_bucket
+from model.positional.t5 import t5_bucket
 
 
 def far_bucket_start(num_buckets: int, max_distance: int) -> int:

@@ -9,12 +9,22 @@ With `rotary_dim < head_dim` only the first `rotary_dim` channels rotate (GPT-Ne
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Optional
+
 import torch
 from torch import Tensor
 
-from model.config import ModelConfig, Pairing, RopePos, RopeScaling, RopeScalingKind
-from model.positional.base import PositionalEncoding, Positions, Rotation
-from model.positional.rope_scaling import SCALINGS
+from model.config import ModelConfig, PosConfig
+from model.positional.base import Family, PositionalEncoding, Positions, Rotation
+from model.positional.registry import register
+from model.positional.rope_scaling import SCALINGS, RopeScaling, RopeScalingKind
+
+
+class Pairing(str, Enum):
+    half = "half"  # (x[i], x[i + d/2]): Hugging Face Llama, GPT-NeoX
+    interleaved = "interleaved"  # (x[2i], x[2i+1]): RoFormer paper, Meta Llama
 
 
 def rotate_half_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -36,8 +46,24 @@ def rotate_interleaved_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return out if rest.shape[-1] == 0 else torch.cat((out, rest), dim=-1)
 
 
+@register
 class RotaryPositions(PositionalEncoding):
-    def __init__(self, cfg: ModelConfig, pos: RopePos):
+    """Rotates queries and keys by position-dependent angles; `scaling` (and `set_variant` at
+    inference) selects the context extension."""
+
+    family = Family.rotary
+    rotates = True
+    variants = tuple(k.value for k in RopeScalingKind)
+
+    @dataclass
+    class Config(PosConfig):
+        name: str = "rope"
+        base: float = 10000.0
+        rotary_dim: Optional[int] = None  # None: the whole head dimension
+        pairing: Pairing = Pairing.half
+        scaling: RopeScaling = field(default_factory=RopeScaling)
+
+    def __init__(self, cfg: ModelConfig, pos: Config):
         super().__init__()
         head_dim = cfg.n_embd // cfg.n_head
         self.rotary_dim = pos.rotary_dim if pos.rotary_dim is not None else head_dim
@@ -46,7 +72,16 @@ class RotaryPositions(PositionalEncoding):
                 f"pos.rotary_dim must be even and in (0, head_dim={head_dim}], got {self.rotary_dim}"
             )
         self.base, self.pairing, self.block_size = pos.base, Pairing(pos.pairing).value, cfg.block_size
+        self.trained_scaling = pos.scaling
         self.set_scaling(pos.scaling)
+
+    def set_variant(self, name: Optional[str], factor: float = 1.0) -> None:
+        """`name` a RopeScalingKind with extension factor `factor` (the config's YaRN betas and
+        original length kept); None restores the configured scaling."""
+        if name is None:
+            return self.set_scaling(self.trained_scaling)
+        kind = RopeScalingKind(name)
+        self.set_scaling(replace(self.trained_scaling, kind=kind, factor=factor if kind is not RopeScalingKind.none else 1.0))
 
     def set_scaling(self, scaling: RopeScaling) -> None:
         """Switch the context extension (no retraining; takes effect at the next forward)."""

@@ -1,20 +1,23 @@
-"""Score-bias encodings: a per-head bias of the query-key distance added to attention scores.
+"""T5's bucketed relative position bias (Raffel et al. 2020): a learned per-head bias of the
+bucketed query-key distance, added to the attention scores and shared by all layers.
 
-Both are causal: only distances n = q - k >= 0 matter (the mask removes the rest). The bias is
-built once per forward from absolute positions, so a KV-cached decode step sees the same bias as
-a full forward.
+Causal: only distances n = q - k >= 0 matter (the mask removes the rest). The bias is built once
+per forward from absolute positions, so a KV-cached decode step sees the same bias as a full
+forward.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from model.config import ModelConfig, T5Pos
-from model.positional.base import GradHook, PositionalEncoding, Positions, ScoreMod
+from model.config import ModelConfig, PosConfig
+from model.positional.base import Family, GradHook, PositionalEncoding, Positions, ScoreMod
+from model.positional.registry import register
 
 
 def t5_bucket(distance: Tensor, num_buckets: int, max_distance: int) -> Tensor:
@@ -30,10 +33,21 @@ def t5_bucket(distance: Tensor, num_buckets: int, max_distance: int) -> Tensor:
     return torch.where(n < exact, n, far)
 
 
+@register
 class T5RelativeBias(PositionalEncoding):
     """One learned (num_buckets, n_head) table shared by all layers, as in T5."""
 
-    def __init__(self, cfg: ModelConfig, pos: T5Pos):
+    family = Family.bias
+    adds_bias = True
+    has_score_mod = True
+
+    @dataclass
+    class Config(PosConfig):
+        name: str = "t5"
+        num_buckets: int = 32
+        max_distance: int = 128
+
+    def __init__(self, cfg: ModelConfig, pos: Config):
         super().__init__()
         if pos.num_buckets < 2 or pos.max_distance <= pos.num_buckets // 2:
             raise ValueError(
@@ -74,39 +88,3 @@ class T5RelativeBias(PositionalEncoding):
             return AttachTableGrad.apply(out, table, q, k, v, lse, self.max_distance)
 
         return attach
-
-
-def alibi_slopes(n_head: int) -> Tensor:
-    """Press et al. 2022 (ALiBi), Sec. 3: the geometric sequence starting at 2^(-8/n) with that
-    ratio; for a head count that is not a power of 2, the slopes of the closest smaller power of 2
-    followed by every other slope of twice that power."""
-
-    def power_of_2_slopes(n: int) -> list[float]:
-        start = 2 ** (-8 / n)
-        return [start ** (i + 1) for i in range(n)]
-
-    closest = 2 ** math.floor(math.log2(n_head))
-    slopes = power_of_2_slopes(closest)
-    if closest < n_head:
-        slopes += power_of_2_slopes(2 * closest)[0::2][: n_head - closest]
-    return torch.tensor(slopes, dtype=torch.float32)
-
-
-class ALiBi(PositionalEncoding):
-    """Bias -m_h * (q - k): a fixed linear penalty on distance, one slope per head."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.register_buffer("slopes", alibi_slopes(cfg.n_head), persistent=False)
-
-    def bias(self, positions: Positions) -> Tensor:
-        distance = (positions.q[:, None] - positions.k[None, :]).float()  # (Tq, Tk)
-        return -self.slopes[:, None, None] * distance  # (H, Tq, Tk)
-
-    def score_mod(self, positions: Positions) -> ScoreMod:
-        slopes = self.slopes
-
-        def alibi_score(score, b, h, q_idx, kv_idx):
-            return score - slopes[h] * (q_idx - kv_idx)
-
-        return alibi_score

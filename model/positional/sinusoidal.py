@@ -1,34 +1,18 @@
-"""Absolute encodings: a (T, C) vector per position added to the token embeddings."""
+"""Fixed sinusoidal absolute positions (Vaswani et al. 2017, Sec. 3.5), added to the token
+embeddings scaled by sqrt(n_embd) as in the paper."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from model.config import ModelConfig, SinusoidalPos
-from model.positional.base import PositionalEncoding, PositionOutOfRange, Positions
-
-
-class LearnedPositions(PositionalEncoding):
-    """GPT-2's learned table of `block_size` position vectors."""
-
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.max_positions = cfg.block_size
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
-
-    def embed(self, positions: Positions) -> Tensor:
-        # a fixed decode step cannot check here (its positions are on the device): its caller does
-        if positions.total is not None and positions.total > self.max_positions:
-            raise PositionOutOfRange(
-                f"position {positions.total - 1} is past the learned position table, which holds "
-                f"{self.max_positions} positions (block_size): shorten the input to at most "
-                f"{self.max_positions} tokens"
-            )
-        return self.wpe(positions.q)  # (Tq, C)
+from model.config import ModelConfig, PosConfig
+from model.positional.base import Family, PositionalEncoding, Positions
+from model.positional.registry import register
 
 
 def sinusoid_table(positions: Tensor, dim: int, base: float) -> Tensor:
@@ -39,10 +23,23 @@ def sinusoid_table(positions: Tensor, dim: int, base: float) -> Tensor:
     return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)[:, :dim]
 
 
+@register
 class SinusoidalPositions(PositionalEncoding):
     """Fixed sinusoids of any length; token embeddings scaled by sqrt(n_embd) as in the paper."""
 
-    def __init__(self, cfg: ModelConfig, pos: SinusoidalPos):
+    family = Family.absolute
+    adds_embedding = True
+
+    @dataclass
+    class Config(PosConfig):
+        name: str = "sinusoidal"
+        base: float = 10000.0
+        # Vaswani et al.: token embeddings drawn with std n_embd^-0.5 and multiplied by sqrt(n_embd),
+        # so they enter at unit scale beside the [-1, 1] table (RMS 0.71). GPT-2's 0.02 init, even
+        # scaled, would enter at 0.02 sqrt(n_embd) (0.16 at 64 wide) and drown in the table.
+        scale_embeddings: bool = True
+
+    def __init__(self, cfg: ModelConfig, pos: Config):
         super().__init__()
         if cfg.n_embd % 2:
             raise ValueError(f"sinusoidal positions need an even n_embd, got {cfg.n_embd}")
