@@ -23,7 +23,7 @@ import numpy as np
 import tiktoken
 from tqdm import tqdm
 
-from data.tokens import META_FILE, SPLITS, TOKEN_DTYPE, DataError, split_file
+from data.tokens import META_FILE, TOKEN_DTYPE, DataError, split_file
 
 MAX_CHUNK = 1024  # stories per task of the tokenizer pool
 CHUNKS_PER_WORKER = 8  # at least this many tasks per process, for balance on small corpora
@@ -77,20 +77,20 @@ def num_workers(num_proc: int) -> int:
 def tokenize_to_files(
     texts: dict[str, datasets.Dataset], enc: tiktoken.Encoding, out: Path, workers: int, where: str
 ) -> dict[str, dict[str, int]]:
-    """Encode every split into `out`/<split>.bin; return {split: {"tokens", "stories"}}.
+    """Encode every split of `texts` into `out`/<split>.bin; return {split: {"tokens", "stories"}}.
 
     Each split goes to a temporary file first; all are renamed only when every split is complete
     and non-empty, after the old meta.json is removed (the caller writes the new one).
     """
     total = sum(len(d) for d in texts.values())
     chunk = max(1, min(MAX_CHUNK, math.ceil(total / (CHUNKS_PER_WORKER * workers))))
-    tasks = [(s, a, min(a + chunk, len(texts[s]))) for s in SPLITS for a in range(0, len(texts[s]), chunk)]
-    tmp = {s: out / f".{split_file(s)}.{os.getpid()}.tmp" for s in SPLITS}
-    counts = {s: {"tokens": 0, "stories": 0} for s in SPLITS}
+    tasks = [(s, a, min(a + chunk, len(texts[s]))) for s in texts for a in range(0, len(texts[s]), chunk)]
+    tmp = {s: out / f".{split_file(s)}.{os.getpid()}.tmp" for s in texts}
+    counts = {s: {"tokens": 0, "stories": 0} for s in texts}
     files: dict = {}
     done = False
     try:
-        for s in SPLITS:
+        for s in texts:
             files[s] = open(tmp[s], "wb")
         with _task_runner(texts, enc.name, workers) as run, tqdm(
             total=total, unit="story", desc=f"tokenize ({workers} proc)", dynamic_ncols=True
@@ -102,11 +102,11 @@ def tokenize_to_files(
                 bar.update(read)
         for f in files.values():
             f.close()
-        for s in SPLITS:
+        for s in texts:
             if counts[s]["stories"] == 0:
                 raise DataError(f"{where}: the {s} split has no stories (empty corpus)")
         (out / META_FILE).unlink(missing_ok=True)  # from here until the new one, nothing is valid
-        for s in SPLITS:
+        for s in texts:
             os.replace(tmp[s], out / split_file(s))
         done = True
     finally:

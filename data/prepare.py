@@ -34,12 +34,14 @@ import os
 from dataclasses import asdict
 from datetime import datetime, timezone
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from data.config import DataConfig, DataSource, project_path
 from data.encode import get_tokenizer, num_workers, tokenize_to_files
-from data.sources import LOCAL_BUILDERS, load_texts
-from data.tokens import FORMAT_VERSION, META_FILE, SPLITS, TOKEN_DTYPE, DataError, read_meta, split_file
+from data.sources import LOCAL_BUILDERS, load_local, load_texts
+from data.tokens import FORMAT_VERSION, META_FILE, SPLITS, TEXT, TOKEN_DTYPE, DataError, load_tokens, read_meta, split_file
+from data.vocab import Vocab, count_ids, most_frequent
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,16 @@ def prepare(cfg: DataConfig, force: bool = False) -> dict:
     texts, source = load_texts(cfg)
     out.mkdir(parents=True, exist_ok=True)
     counts = tokenize_to_files(texts, enc, out, num_workers(cfg.num_proc), source["where"])
+    vocab = Vocab(cfg.tokenizer, enc.n_vocab, enc.eot_token)
+    if cfg.vocab_size is not None:
+        vocab = _restrict_vocab(out, cfg.vocab_size, vocab)
     meta = {
         "format": FORMAT_VERSION,
         "name": cfg.name,
         "tokenizer": cfg.tokenizer,
-        "vocab_size": enc.n_vocab,
-        "eot_token": enc.eot_token,
+        "vocab_size": vocab.size,  # the model's vocabulary (the ids in the .bin files)
+        "eot_token": vocab.eot_id,
+        "vocab": vocab.to_dict(),
         "dtype": TOKEN_DTYPE.name,
         "splits": counts,
         "source": source,
@@ -94,8 +100,62 @@ def prepare(cfg: DataConfig, force: bool = False) -> dict:
     return meta
 
 
+def tokenize_files(files: list[str | Path], tokenizer: str, cache_dir: str | Path, option: str,
+                   num_proc: int = 0) -> np.memmap:
+    """The tokenizer ids of `files`, tokenized exactly as training text is (a .txt holds stories
+    between `<|endoftext|>` lines, each story is followed by end-of-text; .jsonl/.json/.parquet
+    need a `text` column), as a uint16 memmap. Cached in `cache_dir` (relative to the project
+    root) under a fingerprint of the tokenizer and the files' contents, so a second call reads the
+    cache; `option` names the setting in errors."""
+    out = project_path(cache_dir)
+    enc = get_tokenizer(tokenizer)
+    if not files:
+        raise DataError(f"{option} is empty: list the text files")
+    for name in files:
+        _check_file(project_path(name), option)
+    ident = {"format": FORMAT_VERSION, "kind": "files", "tokenizer": tokenizer,
+             "files": [_file_sha256(project_path(f)) for f in files]}
+    fingerprint = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    if not is_up_to_date(out, fingerprint):
+        text = load_local([str(f) for f in files], "text", option)
+        out.mkdir(parents=True, exist_ok=True)
+        counts = tokenize_to_files({TEXT: text}, enc, out, num_workers(num_proc), option)
+        _write_json_atomic(out / META_FILE, {
+            "format": FORMAT_VERSION,
+            "tokenizer": tokenizer,
+            "vocab_size": enc.n_vocab,
+            "eot_token": enc.eot_token,
+            "vocab": Vocab(tokenizer, enc.n_vocab, enc.eot_token).to_dict(),
+            "dtype": TOKEN_DTYPE.name,
+            "splits": counts,
+            "files": [str(project_path(f)) for f in files],
+            "fingerprint": fingerprint,
+            "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+    return load_tokens(out, TEXT)
+
+
+def _restrict_vocab(out: Path, n: int, full: Vocab) -> Vocab:
+    """Keep the n most frequent ids of train.bin (data/vocab.py) and rewrite both splits in them."""
+    vocab = most_frequent(count_ids(np.memmap(out / split_file("train"), dtype=TOKEN_DTYPE, mode="r"),
+                                    full.tokenizer_size), n, full.tokenizer, full.eot_tokenizer_id)
+    for s in SPLITS:
+        path = out / split_file(s)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            vocab.to_model(np.memmap(path, dtype=TOKEN_DTYPE, mode="r")).tofile(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    log.info("%s: vocabulary %s", out, vocab.describe())
+    return vocab
+
+
 def _check_options(cfg: DataConfig) -> None:
     """Reject bad options and missing files before anything is read or written."""
+    if cfg.vocab_size is not None and cfg.vocab_size < 2:
+        raise DataError(f"data.vocab_size={cfg.vocab_size}: must be at least 2 (end-of-text and one "
+                        "more id), or null for the tokenizer's whole vocabulary")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise DataError(f"data.val_fraction={cfg.val_fraction}: must be in [0, 1)")
     if DataSource(cfg.source) is DataSource.hub:
@@ -114,17 +174,14 @@ def _check_options(cfg: DataConfig) -> None:
         )
     for option in ("train_files", "val_files"):
         for name in getattr(cfg, option):
-            path = project_path(name)
-            if path.suffix.lower() not in LOCAL_BUILDERS:
-                raise DataError(
-                    f"data.{option}: {path} has an unknown extension; expected one of "
-                    f"{', '.join(LOCAL_BUILDERS)}"
-                )
-            if not path.is_file():
-                raise DataError(
-                    f"data.{option}: {path} does not exist. For an offline quick start use the "
-                    "sample committed with the project: data=tinystories_sample"
-                )
+            _check_file(project_path(name), f"data.{option}")
+
+
+def _check_file(path: Path, option: str) -> None:
+    if path.suffix.lower() not in LOCAL_BUILDERS:
+        raise DataError(f"{option}: {path} has an unknown extension; expected one of {', '.join(LOCAL_BUILDERS)}")
+    if not path.is_file():
+        raise DataError(f"{option}: {path} does not exist")
 
 
 def input_fingerprint(cfg: DataConfig) -> str:
@@ -135,6 +192,7 @@ def input_fingerprint(cfg: DataConfig) -> str:
         "text_column": cfg.text_column,
         "val_fraction": cfg.val_fraction,
         "source": DataSource(cfg.source).value,
+        "vocab_size": cfg.vocab_size,
     }
     if cfg.val_fraction > 0:
         ident["split_seed"] = cfg.split_seed
@@ -159,8 +217,8 @@ def is_up_to_date(out: Path, fingerprint: str) -> bool:
     try:
         meta = read_meta(out)
         return meta["fingerprint"] == fingerprint and all(
-            (out / split_file(s)).stat().st_size == meta["splits"][s]["tokens"] * TOKEN_DTYPE.itemsize
-            for s in SPLITS
+            (out / split_file(s)).stat().st_size == counts["tokens"] * TOKEN_DTYPE.itemsize
+            for s, counts in meta["splits"].items()
         )
     except (DataError, OSError, KeyError, ValueError):
         return False

@@ -30,8 +30,8 @@ def load_texts(cfg: DataConfig) -> tuple[dict[str, datasets.Dataset], dict]:
     if DataSource(cfg.source) is DataSource.hub:
         train, val, source = _load_hub(cfg)
     else:
-        train = _load_local(cfg.train_files, cfg.text_column, "data.train_files")
-        val = _load_local(cfg.val_files, cfg.text_column, "data.val_files") if cfg.val_files else None
+        train = load_local(cfg.train_files, cfg.text_column, "data.train_files")
+        val = load_local(cfg.val_files, cfg.text_column, "data.val_files") if cfg.val_files else None
         source = {
             "kind": "local",
             "where": f"data.train_files {cfg.train_files} / data.val_files {cfg.val_files}",
@@ -84,7 +84,9 @@ def _load_hub(cfg: DataConfig) -> tuple[datasets.Dataset, datasets.Dataset | Non
     return pick["train"], pick.get("val"), source
 
 
-def _load_local(files: list[str], column: str, option: str) -> datasets.Dataset:
+def load_local(files: list[str], column: str, option: str) -> datasets.Dataset:
+    """Local files (paths relative to the project root) as one Dataset with a `text` column;
+    `option` names the setting in errors."""
     parts = [_load_file(project_path(f), column, option) for f in files]
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 
 from data.config import DataConfig
-from data.loader import TrainBatches, ValBatches, load_tokens
+from data.loader import TrainBatches, ValBatches, load_tokens, read_meta
 from data.prepare import ensure_prepared
+from data.vocab import Vocab
 from training import distributed as dist_utils
 from training.distributed import DistEnv
 
@@ -28,6 +29,7 @@ class TrainData:
         if not env.is_main:
             folder = ensure_prepared(data_cfg)  # up to date by now: only checks the fingerprint
         self.seed, self.rank, self.grad_accum = seed, env.rank, grad_accum
+        self.vocab = Vocab.from_dict(read_meta(folder)["vocab"])  # the model's vocabulary follows it
         # rank=0 for every process: the stream is indexed by the global micro-batch instead.
         self.train = TrainBatches(load_tokens(folder, "train"), batch_size, block_size, seed, rank=0,
                                   device=env.device)
