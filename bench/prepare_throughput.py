@@ -31,8 +31,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-if not os.environ.get("TIKTOKEN_CACHE_DIR") and (ROOT.parent / "shared/tiktoken_cache").is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(ROOT.parent / "shared/tiktoken_cache")
 os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars inside the timings
 
 import datasets  # noqa: E402
@@ -40,7 +38,7 @@ import numpy as np  # noqa: E402
 import tiktoken  # noqa: E402
 
 from data.config import DataConfig  # noqa: E402
-from data.encode import num_workers  # noqa: E402
+from data.encode import get_tokenizer, num_workers  # noqa: E402
 from data.prepare import prepare  # noqa: E402
 from data.sources import split_stories  # noqa: E402
 
@@ -135,7 +133,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     datasets.disable_caching()
     workers = num_workers(0)
-    enc = tiktoken.get_encoding("gpt2")
+    enc = get_tokenizer("gpt2")
     enc.encode_ordinary("warm up")
 
     with tempfile.TemporaryDirectory(prefix="prepare-bench-") as tmp:

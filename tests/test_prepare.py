@@ -1,5 +1,5 @@
 """data/prepare.py, sources.py, encode.py: text -> token files. Every check decodes the tokens with
-tiktoken and compares them with the stories the test wrote, joined by <|endoftext|> (the reference)."""
+the GPT-2 tokenizer (tiktoken's, tests/test_tokenizer.py) and compares them with the stories the test wrote, joined by <|endoftext|> (the reference)."""
 
 import json
 import os
@@ -12,10 +12,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-import tiktoken
 
 from data import encode, prepare, sources
 from data.config import DataConfig, DataSource, project_path
+from data.encode import get_tokenizer
 from data.prepare import ensure_prepared
 from data.sources import split_stories
 from data.tokens import DataError, load_tokens, read_meta
@@ -39,7 +39,7 @@ VAL = [
 
 @pytest.fixture(scope="module")
 def enc():
-    return tiktoken.get_encoding("gpt2")
+    return get_tokenizer("gpt2")
 
 
 def write_txt(path: Path, stories: list[str]) -> str:
