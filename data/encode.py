@@ -5,7 +5,7 @@ encodes contiguous chunks of stories, and the parent appends the chunks in order
 machine that was the fastest of the options measured (bench/RESULTS.md): `datasets.map(num_proc=2)`
 and tiktoken's threaded `encode_ordinary_batch` were both slower than the plain single-process loop.
 
-Named encode.py, not tokenize.py: `python data/prepare.py` puts data/ first on sys.path, where a
+Named encode.py, not tokenize.py: a script run from data/ has data/ first on sys.path, where a
 tokenize.py would shadow the standard library's `tokenize` (which `datasets` imports).
 """
 

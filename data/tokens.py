@@ -44,7 +44,7 @@ def read_meta(folder: str | Path) -> dict:
     if not path.is_file():
         raise DataError(
             f"{path} does not exist: the corpus is not prepared. "
-            "Run `python data/prepare.py data=<option>` or call data.prepare.ensure_prepared"
+            "Run `python prepare.py data=<option>` or call data.prepare.ensure_prepared"
         )
     return json.loads(path.read_text(encoding="utf-8"))
 

@@ -11,15 +11,14 @@ and their share is reported beside the perplexity.
 
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass
 from typing import Optional
 from pathlib import Path
 
 import numpy as np
 
-from data.config import project_path
 from data.prepare import tokenize_files
+from data.sources import expand_files
 from data.tokens import DataError
 from data.vocab import Vocab
 from evaluation.config import DocumentMode, EvalSetConfig
@@ -32,19 +31,6 @@ class EvalText:
     docs: list[tuple[int, int]]  # [start, end) of each document in `tokens`
     files: list[Path]
     unknown_rate: Optional[float] = None  # share of `tokens` that are the unknown id; None: no unknown id
-
-
-def expand_files(patterns: list[str], option: str) -> list[Path]:
-    """Paths and globs (relative to the project root) -> the sorted files they name."""
-    files: list[Path] = []
-    for pattern in patterns:
-        path = project_path(pattern)
-        found = sorted(Path(p) for p in glob.glob(str(path))) if glob.has_magic(str(path)) else [path]
-        found = [p for p in found if p.is_file()]
-        if not found:
-            raise DataError(f"{option}: {pattern!r} names no file (resolved against the project root: {path})")
-        files.extend(found)
-    return files
 
 
 def split_documents(tokens: np.ndarray, mode: DocumentMode, eot_token: int) -> list[tuple[int, int]]:
