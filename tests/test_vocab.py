@@ -179,3 +179,19 @@ def test_sample_py_decodes_through_the_checkpoint_map(small_vocab_run):
                           cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == prompt + expected
+
+
+def test_evaluation_reports_the_unknown_rate_beside_the_perplexity():
+    from evaluation.config import EvalConfig, Protocol
+    from evaluation.extrapolation import evaluate_model, format_rows
+    from evaluation.text import EvalText
+    from tests.model_helpers import tiny_model
+
+    model = tiny_model("alibi", block_size=8, n_layer=1, n_embd=32, vocab_size=101)
+    tokens = np.random.default_rng(0).integers(0, 101, 100).astype(np.uint16)
+    text = EvalText(name="t", tokens=tokens, docs=[(0, 100)], files=[], unknown_rate=0.25)
+    cfg = EvalConfig(multipliers=[1], protocols=[Protocol.nonoverlap], progress=False,
+                     sets={"t": EvalSetConfig(max_tokens=None)})
+    result = evaluate_model(model, cfg, {"t": text}, torch.device("cpu"), log=lambda s: None)
+    assert result["sets"]["t"]["unknown_rate"] == 0.25
+    assert "t: 96 scored tokens per cell, 25.00% unknown tokens" in format_rows(result)
