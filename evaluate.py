@@ -44,7 +44,8 @@ def main(cfg: DictConfig) -> None:
         for ckpt in cfg.ckpts:
             path = resolve_checkpoint(project_path(ckpt))
             model, _, vocab = load_model_and_vocab(path, device)
-            print(f"== {path} ({model.pos_cfg.name}, trained at L={model.cfg.block_size}, vocabulary {vocab.describe()})")
+            print(f"== {path} ({model.pos_cfg.name}, trained at L={model.cfg.block_size}, "
+                  f"vocabulary {vocab.describe()})")
             texts = load_texts(eval_cfg, vocab)  # in the checkpoint's tokenizer and vocabulary
             result = {"checkpoint": str(path), "checkpoint_mtime_ns": path.stat().st_mtime_ns,
                       "eval_config": eval_container} | evaluate_model(model, eval_cfg, texts, device)

@@ -39,7 +39,8 @@ from omegaconf import OmegaConf
 from data.config import DataConfig, DataSource, project_path
 from data.encode import get_tokenizer, num_workers, tokenize_to_files
 from data.sources import LOCAL_BUILDERS, expand_files, file_kind, load_local, load_texts
-from data.tokens import FORMAT_VERSION, META_FILE, SPLITS, TEXT, TOKEN_DTYPE, DataError, load_tokens, read_meta, split_file
+from data.tokens import (FORMAT_VERSION, META_FILE, SPLITS, TEXT, TOKEN_DTYPE, DataError, load_tokens, read_meta,
+                         split_file)
 from data.vocab import Vocab, count_ids, most_frequent
 
 log = logging.getLogger(__name__)

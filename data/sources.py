@@ -3,7 +3,8 @@
 Every source becomes a `datasets.Dataset` with one `text` column per split, so one path tokenizes
 them all: the hub (`datasets.load_dataset(hub_dataset)`, splits `train` and `validation`), or local
 files: .txt (or xz-compressed .txt.xz, read in memory) with stories separated by lines holding
-only `<|endoftext|>`, and .jsonl / .json / .parquet with a text column (loaded with `datasets.load_dataset("json" | "parquet")`).
+only `<|endoftext|>`, and .jsonl / .json / .parquet with a text column (loaded with
+`datasets.load_dataset("json" | "parquet")`). Files may be given as paths, globs or directories.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ and their share is reported beside the perplexity.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 

@@ -1,5 +1,6 @@
 """data/prepare.py, sources.py, encode.py: text -> token files. Every check decodes the tokens with
-the GPT-2 tokenizer (tiktoken's, tests/test_tokenizer.py) and compares them with the stories the test wrote, joined by <|endoftext|> (the reference)."""
+the GPT-2 tokenizer (tiktoken's, tests/test_tokenizer.py) and compares them with the stories the
+test wrote, joined by <|endoftext|> (the reference)."""
 
 import json
 import lzma
