@@ -26,7 +26,7 @@ from configs.schema import register_configs
 from data.tokens import DataError
 from evaluation.config import EvalConfig
 from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
-from training.checkpoint import CheckpointError, load_model, resolve_checkpoint
+from training.checkpoint import CheckpointError, load_model_and_vocab, resolve_checkpoint
 from data.config import project_path
 
 register_configs()
@@ -43,9 +43,10 @@ def main(cfg: DictConfig) -> None:
         device = resolve_device(eval_cfg.device)
         for ckpt in cfg.ckpts:
             path = resolve_checkpoint(project_path(ckpt))
-            model, train_cfg = load_model(path, device)
-            print(f"== {path} ({model.pos_cfg.name}, trained at L={model.cfg.block_size})")
-            texts = load_texts(eval_cfg, train_cfg["data"]["tokenizer"])
+            model, _, vocab = load_model_and_vocab(path, device)
+            print(f"== {path} ({model.pos_cfg.name}, trained at L={model.cfg.block_size}, "
+                  f"vocabulary {vocab.describe()})")
+            texts = load_texts(eval_cfg, vocab)  # in the checkpoint's tokenizer and vocabulary
             result = {"checkpoint": str(path), "checkpoint_mtime_ns": path.stat().st_mtime_ns,
                       "eval_config": eval_container} | evaluate_model(model, eval_cfg, texts, device)
             print(format_rows(result))

@@ -16,16 +16,19 @@ import sys
 import time
 
 import hydra
-import tiktoken
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from configs.schema import register_configs
+from data.encode import get_tokenizer
+from data.tokens import DataError
+from data.vocab import Vocab
 from model.generate import ContextFull, generate, validate_sampling
 from training.build import build_model
-from training.checkpoint import CheckpointError, load_model
+from training.checkpoint import CheckpointError, load_model_and_vocab
 
 register_configs()
+FRESH_TOKENIZER = "gpt2"  # the tokenizer of a model sampled without a checkpoint
 
 
 def pick_device(name: str) -> torch.device:
@@ -34,17 +37,20 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load(cfg: DictConfig, device: torch.device):
+def load(cfg: DictConfig, device: torch.device) -> tuple[torch.nn.Module, Vocab]:
+    """The model and the vocabulary it was trained on (a fresh model: GPT-2's whole vocabulary)."""
     if cfg.ckpt is None:
-        model = build_model(cfg.model, cfg.pos).to(device).eval()
+        enc = get_tokenizer(FRESH_TOKENIZER)
+        vocab = Vocab(FRESH_TOKENIZER, enc.n_vocab, enc.eot_token)
+        model = build_model(cfg.model, cfg.pos, vocab_size=vocab.size).to(device).eval()
         print(
             f"note: no ckpt given, sampling from a freshly initialised {cfg.pos.name} model "
             "(random weights: expect gibberish). Pass ckpt=RUN_DIR_OR_FILE for a trained one.",
             file=sys.stderr,
         )
-        return model
-    model, _ = load_model(cfg.ckpt, device)
-    return model
+        return model, vocab
+    model, _, vocab = load_model_and_vocab(cfg.ckpt, device)
+    return model, vocab
 
 
 @hydra.main(version_base=None, config_path="configs", config_name="sample")
@@ -55,11 +61,11 @@ def main(cfg: DictConfig) -> None:
     except ValueError as e:
         sys.exit(f"error: {e}")
     try:
-        model = load(cfg, device)
-    except CheckpointError as e:
+        model, vocab = load(cfg, device)
+        enc = get_tokenizer(vocab.tokenizer)  # the checkpoint's tokenizer
+    except (CheckpointError, DataError) as e:
         sys.exit(f"error: {e}")
-    enc = tiktoken.get_encoding("gpt2")
-    prompt = enc.encode(cfg.prompt, allowed_special={"<|endoftext|>"}) or [enc.eot_token]
+    prompt = vocab.encode(enc, cfg.prompt) or [vocab.eot_id]
     idx = torch.tensor([prompt], dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     total_tokens, start = 0, time.perf_counter()
@@ -69,7 +75,7 @@ def main(cfg: DictConfig) -> None:
         try:
             stream = generate(
                 model, idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-                generator, stop_token=enc.eot_token, overflow=cfg.overflow, compile=cfg.compile,
+                generator, stop_token=vocab.eot_id, overflow=cfg.overflow, compile=cfg.compile,
             )
         except ValueError as e:
             sys.exit(f"error: {e}")
@@ -79,9 +85,9 @@ def main(cfg: DictConfig) -> None:
             for token in stream:
                 t = int(token[0])
                 tokens.append(t)
-                if t == enc.eot_token:
+                if t == vocab.eot_id:
                     break
-                text = enc.decode(tokens)
+                text = vocab.decode(enc, tokens)  # the unknown id as ⁇
                 if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
                     print(text[printed:], end="", flush=True)
                     printed = len(text)

@@ -1,6 +1,6 @@
 """Tokens per second of the whole prepare step (read, tokenize, write) against a plain loop.
 
-    python bench/prepare_throughput.py                 # the shared corpus (data=tinystories_local)
+    python bench/prepare_throughput.py                 # the embedded corpus (data=tinystories_local)
     python bench/prepare_throughput.py --repeat 10     # the same stories 10 times: a larger corpus
 
 Every method goes from the .txt files to train.bin / val.bin, and every method's files must equal
@@ -30,9 +30,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+EMBEDDED = ROOT / "data" / "tinystories"  # train.txt.xz, valid.txt.xz
 sys.path.insert(0, str(ROOT))
-if not os.environ.get("TIKTOKEN_CACHE_DIR") and (ROOT.parent / "shared/tiktoken_cache").is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(ROOT.parent / "shared/tiktoken_cache")
 os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars inside the timings
 
 import datasets  # noqa: E402
@@ -40,9 +39,9 @@ import numpy as np  # noqa: E402
 import tiktoken  # noqa: E402
 
 from data.config import DataConfig  # noqa: E402
-from data.encode import num_workers  # noqa: E402
+from data.encode import get_tokenizer, num_workers  # noqa: E402
 from data.prepare import prepare  # noqa: E402
-from data.sources import split_stories  # noqa: E402
+from data.sources import read_text, split_stories  # noqa: E402
 
 SPLIT_FILES = {"train": "train.txt", "val": "valid.txt"}
 
@@ -126,8 +125,9 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--src", type=Path, default=ROOT.parent / "shared/data/tinystories",
-                        help="folder with train.txt and valid.txt")
+    parser.add_argument("--src", type=Path, default=None,
+                        help="folder with train.txt and valid.txt (default: the embedded data/tinystories, "
+                             "decompressed into a temporary folder first)")
     parser.add_argument("--repeat", type=int, default=1, help="use the stories this many times")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -135,16 +135,22 @@ def main() -> None:
     datasets.disable_progress_bars()
     datasets.disable_caching()
     workers = num_workers(0)
-    enc = tiktoken.get_encoding("gpt2")
+    enc = get_tokenizer("gpt2")
     enc.encode_ordinary("warm up")
 
     with tempfile.TemporaryDirectory(prefix="prepare-bench-") as tmp:
-        src = args.src
+        base = args.src
+        if base is None:  # the embedded corpus, as plain .txt files for the methods that read them
+            base = Path(tmp) / "embedded"
+            base.mkdir()
+            for name in SPLIT_FILES.values():
+                (base / name).write_text(read_text(EMBEDDED / f"{name}.xz", "--src"), encoding="utf-8")
+        src = base
         if args.repeat > 1:  # a larger corpus: the same files, concatenated
             src = Path(tmp) / "src"
             src.mkdir()
             for name in SPLIT_FILES.values():
-                (src / name).write_text((args.src / name).read_text(encoding="utf-8") * args.repeat)
+                (src / name).write_text((base / name).read_text(encoding="utf-8") * args.repeat)
         times: dict[str, list[float]] = {m: [] for m in args.methods}
         cpu: dict[str, list[float]] = {m: [] for m in args.methods}
         tokens: dict[str, int] = {}
@@ -164,7 +170,7 @@ def main() -> None:
                 assert (Path(tmp) / name / f"{s}.bin").read_bytes() == reference[s], f"{name} {s}.bin differs"
 
     print(f"machine: {machine()}")
-    print(f"corpus: {args.src} x{args.repeat}, {tokens[args.methods[0]]:,} tokens (train + val); "
+    print(f"corpus: {args.src or EMBEDDED} x{args.repeat}, {tokens[args.methods[0]]:,} tokens (train + val); "
           f"{args.rounds} rounds; load average {load:.2f} before, {os.getloadavg()[0]:.2f} after")
     base = statistics.median(times[args.methods[0]])
     print(f"\n| method | processes | wall s (median) | Mtok/s (median) | Mtok/s (best) | "

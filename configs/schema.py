@@ -50,7 +50,7 @@ class SampleJob:
 
 @dataclass
 class PrepareJob:
-    """data/prepare.py: text -> tiktoken token ids in train.bin / val.bin + meta.json."""
+    """prepare.py: text -> tiktoken token ids in train.bin / val.bin + meta.json."""
 
     data: DataConfig = MISSING
     force: bool = False  # tokenize again even when meta.json says the files are up to date

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]  # the project root: configs' paths are relative to it
 
@@ -24,7 +25,7 @@ class DataConfig:
     instead, for sources that have none. Setting both is an error.
     """
 
-    name: str = "tinystories_local"
+    name: str = "tinystories_local"  # names the cache folder
     source: DataSource = DataSource.local
     hub_dataset: str = "roneneldan/TinyStories"
     train_files: list[str] = field(default_factory=list)
@@ -34,8 +35,12 @@ class DataConfig:
     split_seed: int = 1337  # which stories val_fraction holds out
     text_column: str = "text"  # the column of .jsonl/.json/.parquet files and hub datasets
     tokenizer: str = "gpt2"  # a tiktoken encoding; its ids must fit uint16
-    # Folder that receives train.bin, val.bin and meta.json (relative to the project root).
-    cache_dir: str = "data/cache/tinystories_local"
+    # Keep end-of-text and the vocab_size - 1 most frequent other ids of the training split, map
+    # every other id to one unknown id (data/vocab.py); None: the tokenizer's whole vocabulary.
+    vocab_size: Optional[int] = None
+    # Folder that receives train.bin, val.bin and meta.json (relative to the project root); None:
+    # data/cache/<name>-<first 12 hex digits of the inputs' fingerprint> (data/prepare.py).
+    cache_dir: Optional[str] = None
     num_proc: int = 0  # tokenizer processes; 0: one per available CPU core
 
 

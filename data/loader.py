@@ -66,6 +66,7 @@ class TrainBatches:
     block_size: the input length T; each window reads T + 1 tokens.
     seed, rank: the run's seed and this process's DDP rank (both >= 0).
     device: where the batches go; on CUDA through pinned memory with non-blocking copies.
+    what: names the split in errors (e.g. the option that chose its files).
     """
 
     def __init__(
@@ -76,8 +77,9 @@ class TrainBatches:
         seed: int,
         rank: int = 0,
         device: str | torch.device = "cpu",
+        what: str = "training split",
     ):
-        _check_fits(tokens, block_size, "training split")
+        _check_fits(tokens, block_size, what)
         if seed < 0 or rank < 0:
             raise DataError(f"seed={seed}, rank={rank}: both must be >= 0")
         self.tokens, self.batch_size, self.block_size = tokens, batch_size, block_size
@@ -112,8 +114,9 @@ class ValBatches:
         block_size: int,
         max_batches: int | None = None,
         device: str | torch.device = "cpu",
+        what: str = "validation split",
     ):
-        _check_fits(tokens, block_size, "validation split")
+        _check_fits(tokens, block_size, what)
         self.tokens, self.batch_size, self.block_size = tokens, batch_size, block_size
         self.device = torch.device(device)
         total = count_windows(len(tokens), block_size)

@@ -1,31 +1,29 @@
 """Text -> tiktoken token ids in memory-mappable files: train.bin, val.bin and meta.json.
 
-    python data/prepare.py data=tinystories_local     # ../shared/data/tinystories/*.txt
-    python data/prepare.py data=tinystories_sample    # the small sample in data/sample/
-    python data/prepare.py data=tinystories           # the Hugging Face hub
-    python data/prepare.py data=tinystories_local force=true
+    python prepare.py data=tinystories_local     # the embedded subset, data/tinystories/*.txt.xz
+    python prepare.py data=tinystories_sample    # the small sample in data/sample/
+    python prepare.py data=tinystories           # the Hugging Face hub
+    python prepare.py data=tinystories_local data.vocab_size=8192 force=true
 
-The trainer and the evaluator call `ensure_prepared(cfg)`, which does the same and returns the
-folder; `data.tokens.load_tokens(folder, split)` then maps a split.
+(prepare.py at the project root is the command line; this module is the library.) The trainer
+and the evaluator call `ensure_prepared(cfg)`, which does the same and returns the folder;
+`data.tokens.load_tokens(folder, split)` then maps a split. `tokenize_files(files, ...)` tokenizes
+any text files the same way into one cached array (the evaluation's text sets).
 
 The pipeline: data/sources.py reads the corpus (the hub or local files) into one
-`datasets.Dataset` per split, data/encode.py tokenizes the splits into the .bin files, and this
-file checks the options, skips the work when the inputs are unchanged and writes meta.json.
+`datasets.Dataset` per split, data/encode.py tokenizes the splits into the .bin files,
+data/vocab.py restricts the vocabulary when `data.vocab_size` is set, and this file checks the
+options, skips the work when the inputs are unchanged and writes meta.json.
 
 Outputs go to temporary names and are renamed at the end, meta.json last, so a killed run leaves
-the previous state or nothing. A run is skipped when meta.json's fingerprint (tokenizer, split
-options and the sha256 of every local input file, or the hub dataset's name) is unchanged. The hub
-dataset is identified by its name only: pass force=true after it changes upstream.
+the previous state or nothing. The folder is `data.cache_dir`, or by default
+data/cache/<name>-<fingerprint>, where the fingerprint covers the tokenizer, the split options,
+the vocabulary size and the sha256 of every local input file (or the hub dataset's name); a run is
+skipped when meta.json holds the same fingerprint, and other inputs never share a default folder.
+The hub dataset is identified by its name only: pass force=true after it changes upstream.
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]  # the project root: configs' paths are relative to it
-if str(ROOT) not in sys.path:  # run as a script: make `data`, `configs`, ... importable
-    sys.path.insert(0, str(ROOT))
 
 import hashlib
 import json
@@ -33,15 +31,20 @@ import logging
 import os
 from dataclasses import asdict
 from datetime import datetime, timezone
+from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 from data.config import DataConfig, DataSource, project_path
 from data.encode import get_tokenizer, num_workers, tokenize_to_files
-from data.sources import LOCAL_BUILDERS, load_texts
-from data.tokens import FORMAT_VERSION, META_FILE, SPLITS, TOKEN_DTYPE, DataError, read_meta, split_file
+from data.sources import LOCAL_BUILDERS, expand_files, file_kind, load_local, load_texts
+from data.tokens import (FORMAT_VERSION, META_FILE, SPLITS, TEXT, TOKEN_DTYPE, DataError, load_tokens, read_meta,
+                         split_file)
+from data.vocab import Vocab, count_ids, most_frequent
 
 log = logging.getLogger(__name__)
+CACHE_ROOT = "data/cache"  # the corpora's folders when data.cache_dir is not set (project-relative)
 
 
 def ensure_prepared(cfg: DataConfig, force: bool = False) -> Path:
@@ -50,34 +53,51 @@ def ensure_prepared(cfg: DataConfig, force: bool = False) -> Path:
     Call it on one process only (rank 0, then a barrier): two processes preparing the same folder
     at once would both write it. Raises `DataError` on bad input, with nothing written.
     """
-    prepare(cfg, force=force)
-    return project_path(cfg.cache_dir)
+    return _prepare(cfg, force)[0]
 
 
 def prepare(cfg: DataConfig, force: bool = False) -> dict:
-    """Tokenize `cfg`'s corpus into cache_dir (skipped when up to date); return its meta.json.
+    """Tokenize `cfg`'s corpus into its folder (skipped when up to date); return its meta.json.
 
     `cfg` may also be a DictConfig or a dict with DataConfig's keys.
     """
+    return _prepare(cfg, force)[1]
+
+
+def corpus_folder(cfg: DataConfig, fingerprint: str) -> Path:
+    """Where the corpus's tokens go: `data.cache_dir`, else data/cache/<name>-<fingerprint[:12]>,
+    so other inputs (files, split, tokenizer, vocabulary) never land in the same folder."""
+    if cfg.cache_dir:
+        return project_path(cfg.cache_dir)
+    return project_path(CACHE_ROOT) / f"{cfg.name}-{fingerprint[:12]}"
+
+
+def _prepare(cfg: DataConfig, force: bool) -> tuple[Path, dict]:
     if not isinstance(cfg, DataConfig):
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), cfg))
-    out = project_path(cfg.cache_dir)
     enc = get_tokenizer(cfg.tokenizer)
     _check_options(cfg)
     fingerprint = input_fingerprint(cfg)
+    out = corpus_folder(cfg, fingerprint)
     if not force and is_up_to_date(out, fingerprint):
         log.info("%s is up to date (fingerprint %s)", out, fingerprint[:12])
-        return read_meta(out)
+        return out, read_meta(out)
+    if (out / META_FILE).is_file():  # an explicit cache_dir that holds other inputs' tokens
+        log.info("%s holds tokens of other inputs: tokenizing again", out)
 
     texts, source = load_texts(cfg)
     out.mkdir(parents=True, exist_ok=True)
     counts = tokenize_to_files(texts, enc, out, num_workers(cfg.num_proc), source["where"])
+    vocab = Vocab(cfg.tokenizer, enc.n_vocab, enc.eot_token)
+    if cfg.vocab_size is not None:
+        vocab = _restrict_vocab(out, cfg.vocab_size, vocab)
     meta = {
         "format": FORMAT_VERSION,
         "name": cfg.name,
         "tokenizer": cfg.tokenizer,
-        "vocab_size": enc.n_vocab,
-        "eot_token": enc.eot_token,
+        "vocab_size": vocab.size,  # the model's vocabulary (the ids in the .bin files)
+        "eot_token": vocab.eot_id,
+        "vocab": vocab.to_dict(),
         "dtype": TOKEN_DTYPE.name,
         "splits": counts,
         "source": source,
@@ -91,11 +111,66 @@ def prepare(cfg: DataConfig, force: bool = False) -> dict:
         counts["train"]["tokens"], counts["train"]["stories"],
         counts["val"]["tokens"], counts["val"]["stories"],
     )
-    return meta
+    return out, meta
+
+
+def tokenize_files(files: list[str | Path], tokenizer: str, cache_dir: str | Path, option: str,
+                   num_proc: int = 0) -> np.memmap:
+    """The tokenizer ids of `files`, tokenized exactly as training text is (a .txt holds stories
+    between `<|endoftext|>` lines, each story is followed by end-of-text; .jsonl/.json/.parquet
+    need a `text` column), as a uint16 memmap. Cached in `cache_dir` (relative to the project
+    root) under a fingerprint of the tokenizer and the files' contents, so a second call reads the
+    cache; `option` names the setting in errors."""
+    out = project_path(cache_dir)
+    enc = get_tokenizer(tokenizer)
+    if not files:
+        raise DataError(f"{option} is empty: list the text files")
+    files = expand_files([str(f) for f in files], option)
+    for path in files:
+        _check_file(path, option)
+    ident = {"format": FORMAT_VERSION, "kind": "files", "tokenizer": tokenizer,
+             "files": [_file_sha256(f) for f in files]}
+    fingerprint = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    if not is_up_to_date(out, fingerprint):
+        text = load_local(files, "text", option)
+        out.mkdir(parents=True, exist_ok=True)
+        counts = tokenize_to_files({TEXT: text}, enc, out, num_workers(num_proc), option)
+        _write_json_atomic(out / META_FILE, {
+            "format": FORMAT_VERSION,
+            "tokenizer": tokenizer,
+            "vocab_size": enc.n_vocab,
+            "eot_token": enc.eot_token,
+            "vocab": Vocab(tokenizer, enc.n_vocab, enc.eot_token).to_dict(),
+            "dtype": TOKEN_DTYPE.name,
+            "splits": counts,
+            "files": [str(f) for f in files],
+            "fingerprint": fingerprint,
+            "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+    return load_tokens(out, TEXT)
+
+
+def _restrict_vocab(out: Path, n: int, full: Vocab) -> Vocab:
+    """Keep the n most frequent ids of train.bin (data/vocab.py) and rewrite both splits in them."""
+    vocab = most_frequent(count_ids(np.memmap(out / split_file("train"), dtype=TOKEN_DTYPE, mode="r"),
+                                    full.tokenizer_size), n, full.tokenizer, full.eot_tokenizer_id)
+    for s in SPLITS:
+        path = out / split_file(s)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            vocab.to_model(np.memmap(path, dtype=TOKEN_DTYPE, mode="r")).tofile(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    log.info("%s: vocabulary %s", out, vocab.describe())
+    return vocab
 
 
 def _check_options(cfg: DataConfig) -> None:
     """Reject bad options and missing files before anything is read or written."""
+    if cfg.vocab_size is not None and cfg.vocab_size < 2:
+        raise DataError(f"data.vocab_size={cfg.vocab_size}: must be at least 2 (end-of-text and one "
+                        "more id), or null for the tokenizer's whole vocabulary")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise DataError(f"data.val_fraction={cfg.val_fraction}: must be in [0, 1)")
     if DataSource(cfg.source) is DataSource.hub:
@@ -113,18 +188,16 @@ def _check_options(cfg: DataConfig) -> None:
             "of the training stories"
         )
     for option in ("train_files", "val_files"):
-        for name in getattr(cfg, option):
-            path = project_path(name)
-            if path.suffix.lower() not in LOCAL_BUILDERS:
-                raise DataError(
-                    f"data.{option}: {path} has an unknown extension; expected one of "
-                    f"{', '.join(LOCAL_BUILDERS)}"
-                )
-            if not path.is_file():
-                raise DataError(
-                    f"data.{option}: {path} does not exist. For an offline quick start use the "
-                    "sample committed with the project: data=tinystories_sample"
-                )
+        for path in expand_files(getattr(cfg, option), f"data.{option}"):
+            _check_file(path, f"data.{option}")
+
+
+def _check_file(path: Path, option: str) -> None:
+    if file_kind(path) is None:
+        raise DataError(f"{option}: {path} has an unknown extension; expected one of "
+                        f"{', '.join(LOCAL_BUILDERS)} or .txt.xz")
+    if not path.is_file():
+        raise DataError(f"{option}: {path} does not exist")
 
 
 def input_fingerprint(cfg: DataConfig) -> str:
@@ -135,6 +208,7 @@ def input_fingerprint(cfg: DataConfig) -> str:
         "text_column": cfg.text_column,
         "val_fraction": cfg.val_fraction,
         "source": DataSource(cfg.source).value,
+        "vocab_size": cfg.vocab_size,
     }
     if cfg.val_fraction > 0:
         ident["split_seed"] = cfg.split_seed
@@ -142,7 +216,7 @@ def input_fingerprint(cfg: DataConfig) -> str:
         ident["hub_dataset"] = cfg.hub_dataset
     else:
         for option in ("train_files", "val_files"):
-            ident[option] = [_file_sha256(project_path(f)) for f in getattr(cfg, option)]
+            ident[option] = [_file_sha256(f) for f in expand_files(getattr(cfg, option), f"data.{option}")]
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
@@ -159,8 +233,8 @@ def is_up_to_date(out: Path, fingerprint: str) -> bool:
     try:
         meta = read_meta(out)
         return meta["fingerprint"] == fingerprint and all(
-            (out / split_file(s)).stat().st_size == meta["splits"][s]["tokens"] * TOKEN_DTYPE.itemsize
-            for s in SPLITS
+            (out / split_file(s)).stat().st_size == counts["tokens"] * TOKEN_DTYPE.itemsize
+            for s, counts in meta["splits"].items()
         )
     except (DataError, OSError, KeyError, ValueError):
         return False
@@ -173,32 +247,3 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-# ------------------------------------------------------------------------------------------- CLI
-
-
-def _main() -> None:
-    import hydra
-
-    from configs.schema import register_configs
-
-    register_configs()
-
-    @hydra.main(config_path="../configs", config_name="prepare", version_base=None)
-    def main(cfg) -> None:
-        data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
-        try:
-            folder = ensure_prepared(data_cfg, force=cfg.force)
-        except DataError as e:
-            sys.exit(f"error: {e}")
-        meta = read_meta(folder)
-        for s in SPLITS:
-            c = meta["splits"][s]
-            print(f"{folder / split_file(s)}: {c['tokens']:,} tokens, {c['stories']:,} stories")
-
-    main()
-
-
-if __name__ == "__main__":
-    _main()

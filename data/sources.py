@@ -2,12 +2,15 @@
 
 Every source becomes a `datasets.Dataset` with one `text` column per split, so one path tokenizes
 them all: the hub (`datasets.load_dataset(hub_dataset)`, splits `train` and `validation`), or local
-files: .txt with stories separated by lines holding only `<|endoftext|>`, and .jsonl / .json /
-.parquet with a text column (loaded with `datasets.load_dataset("json" | "parquet")`).
+files: .txt (or xz-compressed .txt.xz, read in memory) with stories separated by lines holding
+only `<|endoftext|>`, and .jsonl / .json / .parquet with a text column (loaded with
+`datasets.load_dataset("json" | "parquet")`). Files may be given as paths, globs or directories.
 """
 
 from __future__ import annotations
 
+import glob
+import lzma
 import tempfile
 from pathlib import Path
 
@@ -30,8 +33,8 @@ def load_texts(cfg: DataConfig) -> tuple[dict[str, datasets.Dataset], dict]:
     if DataSource(cfg.source) is DataSource.hub:
         train, val, source = _load_hub(cfg)
     else:
-        train = _load_local(cfg.train_files, cfg.text_column, "data.train_files")
-        val = _load_local(cfg.val_files, cfg.text_column, "data.val_files") if cfg.val_files else None
+        train = load_local(cfg.train_files, cfg.text_column, "data.train_files")
+        val = load_local(cfg.val_files, cfg.text_column, "data.val_files") if cfg.val_files else None
         source = {
             "kind": "local",
             "where": f"data.train_files {cfg.train_files} / data.val_files {cfg.val_files}",
@@ -84,20 +87,65 @@ def _load_hub(cfg: DataConfig) -> tuple[datasets.Dataset, datasets.Dataset | Non
     return pick["train"], pick.get("val"), source
 
 
-def _load_local(files: list[str], column: str, option: str) -> datasets.Dataset:
-    parts = [_load_file(project_path(f), column, option) for f in files]
+def load_local(files: list[str | Path], column: str, option: str) -> datasets.Dataset:
+    """Local files, globs or directories (relative to the project root: `expand_files`) as one
+    Dataset with a `text` column; `option` names the setting in errors."""
+    parts = [_load_file(f, column, option) for f in expand_files([str(f) for f in files], option)]
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def expand_files(patterns: list[str], option: str) -> list[Path]:
+    """Paths, globs and directories (relative to the project root) -> the files they name, in
+    order: a glob's matches sorted, a directory's files of a known kind (LOCAL_BUILDERS, .txt.xz)
+    sorted. A glob that matches nothing or a directory without such files is an error naming it."""
+    files: list[Path] = []
+    for pattern in patterns:
+        path = project_path(pattern)
+        if glob.has_magic(str(path)):
+            found = sorted(p for p in map(Path, glob.glob(str(path))) if p.is_file())
+            if not found:
+                raise DataError(f"{option}: {pattern!r} names no file (resolved against the project root: {path})")
+        elif path.is_dir():
+            entries = sorted(p for p in path.iterdir() if p.is_file())
+            found = [p for p in entries if file_kind(p) is not None]
+            if not found:
+                raise DataError(f"{option}: directory {path} holds no {', '.join(LOCAL_BUILDERS)} or .txt.xz "
+                                f"file ({len(entries)} other file(s))")
+        else:
+            found = [path]  # checked (kind, existence) where it is read
+        files.extend(found)
+    return files
+
+
+def file_kind(path: Path) -> str | None:
+    """The LOCAL_BUILDERS key of a file: its extension, or .txt for an xz-compressed .txt.xz."""
+    name = path.name.lower()
+    if name.endswith(".txt.xz"):
+        return ".txt"
+    return path.suffix.lower() if path.suffix.lower() in LOCAL_BUILDERS else None
+
+
+def read_text(path: Path, option: str) -> str:
+    """A .txt or .txt.xz file's text (xz read in memory with lzma); errors name the file."""
+    try:
+        if path.name.lower().endswith(".xz"):
+            with lzma.open(path, "rb") as f:
+                return f.read().decode("utf-8")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{option}: {path} is not UTF-8 text ({e})") from e
+    except lzma.LZMAError as e:
+        raise DataError(f"{option}: {path} is not a valid xz file ({e})") from e
 
 
 def _load_file(path: Path, column: str, option: str) -> datasets.Dataset:
     if path.stat().st_size == 0:
         raise DataError(f"{option}: {path} is empty")
-    builder = LOCAL_BUILDERS[path.suffix.lower()]
-    if builder is None:  # .txt
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{option}: {path} is not UTF-8 text ({e})") from e
+    builder = LOCAL_BUILDERS[file_kind(path)]
+    if builder is None:  # .txt, .txt.xz
+        text = read_text(path, option)
+        if not text.strip():
+            raise DataError(f"{option}: {path} holds no text (only whitespace)")
         # Not Dataset.from_dict: it fingerprints the data by pickling all of it (the slowest step
         # of a small prepare); a random fingerprint is enough, nothing here is cached by datasets.
         table = pa.table({"text": pa.array(split_stories(text), type=pa.large_string())})

@@ -2,10 +2,11 @@
 prepare.py) and the readers.
 
 A corpus folder (`DataConfig.cache_dir`) holds:
-- `train.bin`, `val.bin`: the token ids of every story, each story followed by the end-of-text
+- `train.bin`, `val.bin`: the (model's) token ids of every story, each story followed by the end-of-text
   token, as a flat little-endian uint16 array (no header), read with `np.memmap`;
-- `meta.json`: tokenizer, vocabulary size, end-of-text id, token and story counts per split,
-  the source and a fingerprint of the inputs. It is written last, so a folder whose meta.json
+- `meta.json`: tokenizer, the model's vocabulary (size, end-of-text id, and the map from the
+  tokenizer's ids when `data.vocab_size` restricts it: data/vocab.py), token and story counts per
+  split, the source and a fingerprint of the inputs. It is written last, so a folder whose meta.json
   matches its .bin files is complete.
 """
 
@@ -17,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 SPLITS = ("train", "val")
+TEXT = "text"  # the one split of a folder of tokenized files (data.prepare.tokenize_files)
 TOKEN_DTYPE = np.dtype("<u2")  # uint16: GPT-2's 50257 ids fit, at half the size of int32
 META_FILE = "meta.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json holds the vocabulary map (data/vocab.py)
 
 
 class DataError(ValueError):
@@ -31,8 +33,8 @@ class DataError(ValueError):
 
 def split_file(split: str) -> str:
     """`train` -> `train.bin`."""
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    if split not in (*SPLITS, TEXT):
+        raise DataError(f"unknown split {split!r}: expected one of {', '.join((*SPLITS, TEXT))}")
     return f"{split}.bin"
 
 
@@ -42,7 +44,7 @@ def read_meta(folder: str | Path) -> dict:
     if not path.is_file():
         raise DataError(
             f"{path} does not exist: the corpus is not prepared. "
-            "Run `python data/prepare.py data=<option>` or call data.prepare.ensure_prepared"
+            "Run `python prepare.py data=<option>` or call data.prepare.ensure_prepared"
         )
     return json.loads(path.read_text(encoding="utf-8"))
 

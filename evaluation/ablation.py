@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from data.config import DataConfig
 from data.prepare import ensure_prepared
 from data.tokens import read_meta
+from data.vocab import Vocab
 from evaluation.config import EvalConfig, SamplesConfig
 from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
 from evaluation.report import write_report
@@ -32,7 +33,7 @@ from evaluation.runs import EVAL_FILE, SAMPLES_FILE, load_run, read_json
 from evaluation.samples import samples_record, sample_stories
 from model.positional import config_class, encoding_names
 from training.build import build_model
-from training.checkpoint import CKPT_LAST, load_model, resolve_checkpoint
+from training.checkpoint import CKPT_LAST, load_model_and_vocab, resolve_checkpoint
 from data.config import project_path
 from training.job import as_train_job
 from training.metrics import METRICS_FILE, read_metrics
@@ -94,7 +95,7 @@ def run_status(spec: RunSpec) -> str:
     return "resume" if (spec.run_dir / CKPT_LAST).is_file() else "new"
 
 
-def describe_plan(cfg: DictConfig, specs: list[RunSpec], train_tokens: int) -> str:
+def describe_plan(cfg: DictConfig, specs: list[RunSpec], train_tokens: int, vocab_size: int) -> str:
     """Runs, tokens per run, epochs and tokens per parameter, printed before any work."""
     t, m = cfg.train, cfg.model
     tokens = t.max_steps * t.global_batch_size * m.block_size
@@ -106,7 +107,7 @@ def describe_plan(cfg: DictConfig, specs: list[RunSpec], train_tokens: int) -> s
         f"(patience {t.patience}, dropout {m.dropout})",
     ]
     for enc in cfg.encodings:
-        counts = build_model(cfg.model, OmegaConf.structured(config_class(enc))).param_counts()
+        counts = build_model(cfg.model, OmegaConf.structured(config_class(enc)), vocab_size).param_counts()
         lines.append(
             f"  {enc:<11} params {counts['total'] / 1e6:7.3f}M (non-embedding {counts['non_embedding'] / 1e6:.3f}M): "
             f"{tokens / counts['non_embedding']:.1f} tokens seen per non-embedding parameter "
@@ -130,9 +131,9 @@ def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
         return cached
     cfg: EvalConfig = OmegaConf.to_object(eval_cfg)
     device = resolve_device(cfg.device)
-    model, train_cfg = load_model(spec.run_dir, device)
+    model, _, vocab = load_model_and_vocab(spec.run_dir, device)
     print(f"eval {spec.run_dir.name} ({ident['checkpoint']}):")
-    result = ident | evaluate_model(model, cfg, load_texts(cfg, train_cfg["data"]["tokenizer"]), device)
+    result = ident | evaluate_model(model, cfg, load_texts(cfg, vocab), device)
     print(format_rows(result))
     write_json(spec.run_dir / EVAL_FILE, result)
     return result
@@ -145,8 +146,8 @@ def sample_run(spec: RunSpec, samples_cfg: DictConfig, device_name: str) -> dict
         return cached
     cfg: SamplesConfig = OmegaConf.to_object(samples_cfg)
     device = resolve_device(device_name)
-    model, train_cfg = load_model(spec.run_dir, device)
-    record = ident | samples_record(sample_stories(model, train_cfg["data"]["tokenizer"], cfg, device), cfg)
+    model, _, vocab = load_model_and_vocab(spec.run_dir, device)
+    record = ident | samples_record(sample_stories(model, vocab, cfg, device), cfg)
     write_json(spec.run_dir / SAMPLES_FILE, record)
     return record
 
@@ -168,11 +169,11 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
     data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
     meta = read_meta(ensure_prepared(data_cfg))
     try:  # check the eval settings and tokenize the eval text now, not after an hour of training
-        load_texts(OmegaConf.to_object(cfg.eval), data_cfg.tokenizer)
+        load_texts(OmegaConf.to_object(cfg.eval), Vocab.from_dict(meta["vocab"]))
     except ValueError as e:
         raise CompareError(str(e)) from e
     train_tokens, val_tokens = meta["splits"]["train"]["tokens"], meta["splits"]["val"]["tokens"]
-    print(describe_plan(cfg, specs, train_tokens), flush=True)
+    print(describe_plan(cfg, specs, train_tokens, meta["vocab_size"]), flush=True)
 
     t = time.perf_counter()
     for i, (spec, status) in enumerate(zip(specs, statuses)):

@@ -1,8 +1,8 @@
 """Length extrapolation of one model: perplexity at multiples of its training length, per protocol,
 per eval set, per RoPE context extension; and the loss at each token position.
 
-    model, cfg = load_model("runs/rope", device)
-    texts = load_texts(eval_cfg, tokenizer="gpt2")
+    model, cfg, vocab = load_model_and_vocab("runs/rope", device)
+    texts = load_texts(eval_cfg, vocab)                      # the eval text in the model's ids
     result = evaluate_model(model, eval_cfg, texts, device)   # a JSON-able dict (see `evaluate_model`)
 """
 
@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
+from data.vocab import Vocab
 from evaluation.config import DocumentMode, EvalConfig, Protocol
 from evaluation.perplexity import Scores, WindowScorer
 from evaluation.text import EvalText, load_eval_text
@@ -36,10 +37,11 @@ def eval_lengths(block_size: int, multipliers: list[float]) -> list[int]:
     return sorted({max(1, round(m * block_size)) for m in multipliers})
 
 
-def load_texts(cfg: EvalConfig, tokenizer: str) -> dict[str, EvalText]:
+def load_texts(cfg: EvalConfig, vocab: Vocab) -> dict[str, EvalText]:
+    """Every eval set, tokenized with `vocab`'s tokenizer and mapped into its ids (the model's)."""
     if not cfg.sets:
         raise ValueError("eval.sets is empty: configure at least one evaluation text")
-    return {name: load_eval_text(name, s, tokenizer, cfg.cache_dir) for name, s in cfg.sets.items()}
+    return {name: load_eval_text(name, s, vocab, cfg.cache_dir) for name, s in cfg.sets.items()}
 
 
 @dataclass
@@ -162,14 +164,16 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
     """Evaluate `model` (already on `device`) on every set; returns
 
         {"pos", "variants", "block_size", "lengths", "stride", "device", "dtype",
-         "sets": {name: {"files", "documents", "about", "num_documents", "total_tokens", "chunk",
+         "sets": {name: {"files", "documents", "about", "num_documents", "total_tokens", "unknown_rate", "chunk",
                          "chunks", "chunks_available", "scored_tokens",
                          "rows": [{"variant", "length", "protocol", "stride", "windows",
                                    "forwarded_tokens", "scored_tokens", "loss", "ppl", "note"}],
                          "position_loss": [{"variant", "length", "loss": [per position]}]}}}
 
-    `variant` is the encoding's context extension (None without any; "variants" lists them, the
-    first being the trained model); `loss` and `ppl` are None and
+    `unknown_rate` is the share of the set's tokens that the model's vocabulary maps to its unknown
+    id (None for a vocabulary without one), `variant` is the encoding's context extension (None
+    without any; "variants" lists them, the first being the trained model); `loss` and `ppl` are
+    None and
     `note` says why when the model cannot take the length (the learned table).
     """
     tasks, chunks = plan_tasks(model, cfg, texts)
@@ -187,6 +191,7 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
             "about": cfg.sets[name].about,
             "num_documents": len(texts[name].docs),
             "total_tokens": len(texts[name].tokens),
+            "unknown_rate": texts[name].unknown_rate,
             "chunk": ch.size,
             "chunks": len(ch.first),
             "chunks_available": ch.available,
@@ -235,7 +240,8 @@ def format_rows(result: dict) -> str:
     lengths = result["lengths"]
     lines = []
     for name, s in result["sets"].items():
-        lines.append(f"{name}: {s['scored_tokens']:,} scored tokens per cell")
+        unknown = "" if s.get("unknown_rate") is None else f", {100 * s['unknown_rate']:.2f}% unknown tokens"
+        lines.append(f"{name}: {s['scored_tokens']:,} scored tokens per cell{unknown}")
         lines.append(f"  {'protocol':<11}{'variant':<9}" + "".join(f"{L:>12}" for L in lengths))
         keys = []
         for r in s["rows"]:

@@ -1,46 +1,36 @@
-"""Evaluation text: any text files, tokenized exactly like the training data, cut into documents.
+"""Evaluation text: any text files, tokenized exactly like the training data, cut into documents,
+in the vocabulary of the model that is evaluated.
 
-The files go through data/prepare.py unchanged: a local DataConfig whose validation files are
-the eval files (prepare.py also needs a train split; it gets the same files and is never read).
-Stories in a .txt file are separated by `<|endoftext|>` lines, each story becomes
-`encode_ordinary(text)` followed by the end-of-text token, and the result is cached with a
-fingerprint of the files, so a second evaluation does not tokenize again. A file without
-separator lines (a book) is one story.
+The files are tokenized by `data.prepare.tokenize_files` (cached with a fingerprint of the files,
+so a second evaluation does not tokenize again): stories in a .txt file are separated by
+`<|endoftext|>` lines, each story becomes `encode_ordinary(text)` followed by the end-of-text
+token. A file without separator lines (a book) is one story. The tokens are then mapped through
+the checkpoint's vocabulary (data/vocab.py): ids the model does not know become its unknown id,
+and their share is reported beside the perplexity.
 """
 
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from data.config import DataConfig, DataSource, project_path
-from data.prepare import ensure_prepared
-from data.tokens import DataError, load_tokens, read_meta
+from data.prepare import tokenize_files
+from data.sources import expand_files
+from data.tokens import DataError
+from data.vocab import Vocab
 from evaluation.config import DocumentMode, EvalSetConfig
 
 
 @dataclass
 class EvalText:
     name: str
-    tokens: np.ndarray  # (N,) uint16 token ids of every document, back to back
+    tokens: np.ndarray  # (N,) uint16 model token ids of every document, back to back
     docs: list[tuple[int, int]]  # [start, end) of each document in `tokens`
     files: list[Path]
-
-
-def expand_files(patterns: list[str], option: str) -> list[Path]:
-    """Paths and globs (relative to the project root) -> the sorted files they name."""
-    files: list[Path] = []
-    for pattern in patterns:
-        path = project_path(pattern)
-        found = sorted(Path(p) for p in glob.glob(str(path))) if glob.has_magic(str(path)) else [path]
-        found = [p for p in found if p.is_file()]
-        if not found:
-            raise DataError(f"{option}: {pattern!r} names no file (resolved against the project root: {path})")
-        files.extend(found)
-    return files
+    unknown_rate: Optional[float] = None  # share of `tokens` that are the unknown id; None: no unknown id
 
 
 def split_documents(tokens: np.ndarray, mode: DocumentMode, eot_token: int) -> list[tuple[int, int]]:
@@ -54,21 +44,16 @@ def split_documents(tokens: np.ndarray, mode: DocumentMode, eot_token: int) -> l
     return [(int(a), int(b)) for a, b in zip(starts, ends)]
 
 
-def load_eval_text(name: str, cfg: EvalSetConfig, tokenizer: str, cache_dir: str) -> EvalText:
-    """Tokenize (or read the cached tokens of) eval set `name` with `tokenizer`."""
+def load_eval_text(name: str, cfg: EvalSetConfig, vocab: Vocab, cache_dir: str) -> EvalText:
+    """Eval set `name` in `vocab`'s ids (tokenized with its tokenizer, or read from the cache)."""
     option = f"eval.sets.{name}.files"
     if not cfg.files:
         raise DataError(f"{option} is empty: list the text files of eval set {name!r}")
     files = expand_files(list(cfg.files), option)
-    data_cfg = DataConfig(
-        name=f"eval-{name}",
-        source=DataSource.local,
-        train_files=[str(f) for f in files],
-        val_files=[str(f) for f in files],
-        tokenizer=tokenizer,
-        cache_dir=str(Path(cache_dir) / f"{name}-{tokenizer}"),
-    )
-    folder = ensure_prepared(data_cfg)
-    tokens = load_tokens(folder, "val")
-    docs = split_documents(tokens, cfg.documents, read_meta(folder)["eot_token"])
-    return EvalText(name=name, tokens=tokens, docs=docs, files=files)
+    raw = tokenize_files(files, vocab.tokenizer, Path(cache_dir) / f"{name}-{vocab.tokenizer}", option)
+    docs = split_documents(raw, cfg.documents, vocab.eot_tokenizer_id)
+    tokens = vocab.to_model(raw)
+    unknown = None
+    if vocab.unk_id is not None:
+        unknown = float(np.count_nonzero(tokens == vocab.unk_id)) / max(1, len(tokens))
+    return EvalText(name=name, tokens=tokens, docs=docs, files=files, unknown_rate=unknown)

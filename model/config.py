@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Optional
 
 
 class AttnBackend(str, Enum):
@@ -26,7 +27,8 @@ class ModelConfig:
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 256
-    vocab_size: int = 50257
+    # None: the data's vocabulary (meta.json's, set when the model is built: training/build.py).
+    vocab_size: Optional[int] = None
     dropout: float = 0.0
     bias: bool = True
     attn_backend: AttnBackend = AttnBackend.auto

@@ -7,6 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from data.vocab import Vocab
 from model import GPT
 from model.config import ModelConfig
 from model.positional.rope import RotaryPositions
@@ -18,6 +19,10 @@ from training import checkpoint as ck
 def tiny_model(seed: int = 0) -> GPT:
     torch.manual_seed(seed)
     return GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=64), RopePos())
+
+
+# The model's 64 ids: 63 GPT-2 ids (end-of-text among them) and the unknown id (data/vocab.py).
+VOCAB = Vocab("gpt2", 50257, 50256, (*range(62), 50256)).to_dict()
 
 
 def config_container() -> dict:
@@ -110,8 +115,8 @@ def test_bare_model_drops_compile_and_ddp_wrappers():
 
 def test_load_model_from_run_dir_prefers_best(tmp_path):
     best, last = tiny_model(0), tiny_model(1)
-    ck.save_checkpoint({"model": last.state_dict(), "config": config_container()}, tmp_path / ck.CKPT_LAST)
-    ck.save_checkpoint({"model": best.state_dict(), "config": config_container()}, tmp_path / ck.CKPT_BEST)
+    ck.save_checkpoint({"model": last.state_dict(), "config": config_container(), "vocab": VOCAB}, tmp_path / ck.CKPT_LAST)
+    ck.save_checkpoint({"model": best.state_dict(), "config": config_container(), "vocab": VOCAB}, tmp_path / ck.CKPT_BEST)
     loaded, cfg = ck.load_model(tmp_path, "cpu")
     assert cfg["pos"]["name"] == "rope" and cfg["model"]["n_embd"] == 16
     assert not loaded.training
@@ -124,6 +129,6 @@ def test_load_model_from_run_dir_prefers_best(tmp_path):
 def test_load_model_is_strict(tmp_path):
     sd = tiny_model().state_dict()
     sd.pop("ln_f.weight")
-    ck.save_checkpoint({"model": sd, "config": config_container()}, tmp_path / "c.pt")
+    ck.save_checkpoint({"model": sd, "config": config_container(), "vocab": VOCAB}, tmp_path / "c.pt")
     with pytest.raises(ck.CheckpointError, match="ln_f.weight"):
         ck.load_model(tmp_path / "c.pt")

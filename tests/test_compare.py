@@ -126,12 +126,12 @@ def test_report_tables_match_the_metrics_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_cpu_preset_end_to_end_reduced(tmp_path, shared_data):
+def test_cpu_preset_end_to_end_reduced(tmp_path):
     """The cpu preset with fewer steps, a shorter evaluation and two books, so CI stays fast; the
     full preset is measured by hand (README)."""
     from evaluation.ablation import CompareError, make_specs, run_comparison, run_status
 
-    books = [str(shared_data / "long_stories" / b) for b in ("velveteen_rabbit.txt", "aesops_fables.txt")]
+    books = [f"data/long_stories/{b}.txt.xz" for b in ("velveteen_rabbit", "aesops_fables")]
     cfg = compose_compare([
         "preset=cpu", f"out_dir={tmp_path}/runs", f"report_dir={tmp_path}/report", f"eval.cache_dir={tmp_path}/cache",
         "train.max_steps=2", "train.eval_interval=2", "train.eval_batches=1", "train.progress=false",

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from data.encode import get_tokenizer
+from data.vocab import Vocab
 from evaluation.config import DocumentMode, EvalConfig, EvalSetConfig, Protocol
 from evaluation.extrapolation import evaluate_model
 from evaluation.perplexity import WindowScorer
@@ -167,8 +168,8 @@ def test_eval_text_tokenizes_like_training_and_splits_books(tmp_path):
     for name, text in books.items():
         (tmp_path / name).write_text(text)
     cfg = EvalSetConfig(files=[str(tmp_path / "*.txt")], documents=DocumentMode.eot)
-    text = load_eval_text("books", cfg, "gpt2", str(tmp_path / "cache"))
     enc = get_tokenizer("gpt2")
+    text = load_eval_text("books", cfg, Vocab("gpt2", enc.n_vocab, enc.eot_token), str(tmp_path / "cache"))
     expected = [enc.encode_ordinary(t.strip()) + [enc.eot_token] for t in books.values()]
     assert [text.tokens[a:b].tolist() for a, b in text.docs] == expected
     stream = split_documents(text.tokens, DocumentMode.stream, enc.eot_token)
@@ -213,7 +214,7 @@ def test_evaluate_cli_writes_eval_json(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     torch.manual_seed(0)
-    model_cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
+    model_cfg = ModelConfig(n_layer=1, n_head=2, n_embd=16, block_size=16, vocab_size=50257)
     model = GPT(model_cfg, RopePos())
     config = {"model": OmegaConf.to_container(OmegaConf.structured(model_cfg), enum_to_str=True),
               "pos": OmegaConf.to_container(OmegaConf.structured(RopePos()), enum_to_str=True),

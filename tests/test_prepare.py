@@ -1,7 +1,9 @@
 """data/prepare.py, sources.py, encode.py: text -> token files. Every check decodes the tokens with
-tiktoken and compares them with the stories the test wrote, joined by <|endoftext|> (the reference)."""
+the GPT-2 tokenizer (tiktoken's, tests/test_tokenizer.py) and compares them with the stories the
+test wrote, joined by <|endoftext|> (the reference)."""
 
 import json
+import lzma
 import os
 import random
 import re
@@ -12,10 +14,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-import tiktoken
 
 from data import encode, prepare, sources
 from data.config import DataConfig, DataSource, project_path
+from data.encode import get_tokenizer
 from data.prepare import ensure_prepared
 from data.sources import split_stories
 from data.tokens import DataError, load_tokens, read_meta
@@ -39,7 +41,7 @@ VAL = [
 
 @pytest.fixture(scope="module")
 def enc():
-    return tiktoken.get_encoding("gpt2")
+    return get_tokenizer("gpt2")
 
 
 def write_txt(path: Path, stories: list[str]) -> str:
@@ -227,10 +229,10 @@ def test_truncated_token_file_is_an_error(tmp_path):
     assert len(load_tokens(folder, "train")) == read_meta(folder)["splits"]["train"]["tokens"]
 
 
-def test_missing_file_names_it_and_suggests_the_sample(tmp_path):
+def test_missing_file_names_it(tmp_path):
     cfg = local_cfg(tmp_path, TRAIN)
     cfg.val_files = [str(tmp_path / "nowhere.txt")]
-    with pytest.raises(DataError, match=r"data.val_files: .*nowhere.txt does not exist.*tinystories_sample"):
+    with pytest.raises(DataError, match=r"data.val_files: .*nowhere.txt does not exist"):
         ensure_prepared(cfg)
     assert not (tmp_path / "cache").exists()
 
@@ -308,7 +310,7 @@ def test_project_paths_are_relative_to_the_root(tmp_path):
 def test_cli_prepares_the_sample(tmp_path, enc):
     out = tmp_path / "sample"
     run = subprocess.run(
-        [sys.executable, str(ROOT / "data/prepare.py"), "data=tinystories_sample", f"data.cache_dir={out}"],
+        [sys.executable, str(ROOT / "prepare.py"), "data=tinystories_sample", f"data.cache_dir={out}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 0, run.stderr
@@ -317,7 +319,7 @@ def test_cli_prepares_the_sample(tmp_path, enc):
     assert len(stories) == 100 and decoded(enc, out, "val") == joined(stories)
     assert sorted(os.listdir(tmp_path)) == ["sample"]  # Hydra left no run directory behind
     bad = subprocess.run(
-        [sys.executable, str(ROOT / "data/prepare.py"), "data=tinystories_sample",
+        [sys.executable, str(ROOT / "prepare.py"), "data=tinystories_sample",
          f"data.train_files=[{tmp_path}/missing.txt]", f"data.cache_dir={out}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
@@ -330,3 +332,116 @@ def test_dict_config_is_accepted(tmp_path, enc):
     cfg = local_cfg(tmp_path, TRAIN)
     as_dict = OmegaConf.create({k: v for k, v in vars(cfg).items()} | {"source": "local"})
     assert decoded(enc, ensure_prepared(as_dict), "train") == joined(TRAIN)
+
+
+def write_xz(path: Path, stories: list[str]) -> str:
+    with lzma.open(path, "wt", encoding="utf-8") as f:
+        f.write("".join(f"{s}\n{EOT}\n" for s in stories))
+    return str(path)
+
+
+def test_xz_files_are_read_directly(tmp_path, enc):
+    cfg = DataConfig(name="xz", train_files=[write_xz(tmp_path / "train.txt.xz", TRAIN)],
+                     val_files=[write_xz(tmp_path / "valid.txt.xz", VAL)], cache_dir=str(tmp_path / "c"), num_proc=1)
+    folder = ensure_prepared(cfg)
+    assert decoded(enc, folder, "train") == joined(TRAIN) and decoded(enc, folder, "val") == joined(VAL)
+
+
+def test_the_embedded_corpus_is_the_shared_text_and_the_default(tmp_path):
+    """data/tinystories/*.txt.xz decompress to the texts their README describes; data/sample/ is
+    their first stories; the default data config and eval sets point inside the project."""
+    import hashlib
+
+    from configs.compose import compose_job
+
+    readme = (ROOT / "data/tinystories/README.md").read_text(encoding="utf-8")
+    texts = {}
+    for name, stories in (("train", 5313), ("valid", 1000)):
+        raw = lzma.open(ROOT / f"data/tinystories/{name}.txt.xz").read()
+        assert hashlib.sha256(raw).hexdigest() in readme
+        texts[name] = raw.decode("utf-8")
+        assert len(split_stories(texts[name])) == stories
+        assert texts[name].startswith((ROOT / f"data/sample/{name}.txt").read_text(encoding="utf-8"))
+    books = sorted((ROOT / "data/long_stories").glob("*.txt.xz"))
+    book_readme = (ROOT / "data/long_stories/README.md").read_text(encoding="utf-8")
+    assert len(books) == 18 and all(hashlib.sha256(lzma.open(b).read()).hexdigest() in book_readme for b in books)
+    job = compose_job([])
+    assert job.data.train_files == ["data/tinystories/train.txt.xz"] and job.data.cache_dir is None
+    for path in ["configs/data", "configs/eval", "data", "training", "evaluation", "model", "configs/train.yaml"]:
+        for f in (ROOT / path).rglob("*") if (ROOT / path).is_dir() else [ROOT / path]:
+            if f.suffix in (".py", ".yaml"):
+                assert "../shared" not in f.read_text(encoding="utf-8"), f
+
+
+def test_default_cache_folder_follows_the_inputs(tmp_path, monkeypatch):
+    """Without data.cache_dir, other files (or another vocabulary) get another folder: a custom
+    corpus never overwrites or reuses the default's tokens."""
+    monkeypatch.setattr(prepare, "CACHE_ROOT", str(tmp_path / "cache"))
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    base = local_cfg(tmp_path / "a", TRAIN, cache_dir=None)
+    folder = ensure_prepared(base)
+    assert folder.parent == tmp_path / "cache" and folder.name.startswith("test-")
+    assert read_meta(folder)["fingerprint"].startswith(folder.name.removeprefix("test-"))
+    other = local_cfg(tmp_path / "b", TRAIN[:3], cache_dir=None)
+    assert ensure_prepared(other) != folder
+    assert ensure_prepared(local_cfg(tmp_path / "a", TRAIN, cache_dir=None, vocab_size=50)) != folder
+    mtime = (folder / "meta.json").stat().st_mtime_ns
+    assert ensure_prepared(base) == folder and (folder / "meta.json").stat().st_mtime_ns == mtime  # reused
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    cfg = local_cfg(tmp_path, TRAIN)
+    (tmp_path / "valid.txt").write_bytes("Caf\u00e9 au lait.\n".encode("latin-1") + f"{EOT}\n".encode())
+    with pytest.raises(DataError, match=r"data.val_files: .*valid.txt is not UTF-8 text"):
+        ensure_prepared(cfg)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_whitespace_only_txt_is_named(tmp_path):
+    cfg = local_cfg(tmp_path, TRAIN)
+    (tmp_path / "train.txt").write_text("  \n\n\t\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"data.train_files: .*train.txt holds no text"):
+        ensure_prepared(cfg)
+
+
+def test_directories_and_globs(tmp_path, enc):
+    stories = tmp_path / "stories"
+    stories.mkdir()
+    write_txt(stories / "b.txt", TRAIN[3:])
+    write_txt(stories / "a.txt", TRAIN[:3])
+    (stories / "notes.md").write_text("not a corpus file")
+    cfg = local_cfg(tmp_path, TRAIN, train_files=[str(stories)])
+    assert decoded(enc, ensure_prepared(cfg), "train") == joined(TRAIN)  # a.txt then b.txt
+    empty = tmp_path / "other"
+    empty.mkdir()
+    (empty / "notes.md").write_text("x")
+    with pytest.raises(DataError, match=r"data.train_files: directory .*other holds no .txt, .* file \(1 other"):
+        ensure_prepared(local_cfg(tmp_path, TRAIN, train_files=[str(empty)]))
+    with pytest.raises(DataError, match=r"data.val_files: '.*\*.jsonl' names no file"):
+        ensure_prepared(local_cfg(tmp_path, TRAIN, val_files=[str(stories / "*.jsonl")]))
+
+
+def test_validation_shorter_than_a_window_names_the_option(tmp_path):
+    from train_helpers import TINY
+
+    from configs.compose import compose_job
+    from training.run import run_training
+
+    short = write_txt(tmp_path / "short.txt", ["The end."])
+    job = compose_job([*TINY, f"data.train_files=[{write_txt(tmp_path / 't.txt', TRAIN)}]",
+                       f"data.val_files=[{short}]", f"data.cache_dir={tmp_path / 'c'}", "data.num_proc=1",
+                       f"out_dir={tmp_path / 'run'}"])
+    with pytest.raises(DataError, match=r"validation split \(data.val_files=\['.*short.txt'\]\) at "
+                                        r"model.block_size=32: .* has 4 tokens, too few"):
+        run_training(job)
+
+
+def test_data_imports_nothing_of_the_other_packages():
+    """data/ is a library of its own: importing all of it loads no model/, training/,
+    evaluation/ or configs/ module, and it leaves sys.path alone."""
+    code = ("import sys; before = list(sys.path); import data.prepare, data.loader, data.vocab, data.encode, "
+            "data.sources, data.tokens, data.config; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('model', 'training', 'evaluation', 'configs')]; "
+            "assert not bad, bad; assert sys.path == before, sys.path")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -5,9 +5,9 @@ import sys
 from dataclasses import asdict
 
 import pytest
-import tiktoken
 import torch
 
+from data.encode import get_tokenizer
 from model.generate import generate
 from tests.conftest import ROOT
 from tests.model_helpers import tiny_model
@@ -36,7 +36,7 @@ def test_greedy_sample_from_checkpoint_matches_generate(checkpoint):
     path, model = checkpoint
     result = run_sample(f"ckpt={path.parent}", "prompt=Once upon", "temperature=0", "max_new_tokens=8")
     assert result.returncode == 0, result.stderr
-    enc = tiktoken.get_encoding("gpt2")
+    enc = get_tokenizer("gpt2")
     prompt = torch.tensor([enc.encode("Once upon")])
     tokens = [int(t) for t in generate(model, prompt, 8, temperature=0.0, stop_token=enc.eot_token)]
     tokens = tokens[: tokens.index(enc.eot_token)] if enc.eot_token in tokens else tokens

@@ -35,10 +35,8 @@ def sample_data(tmp_path_factory) -> list[str]:
 
 def subprocess_env() -> dict:
     """One thread per process: fast on a busy machine, and the same arithmetic in every run."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE="disabled",
-               PYTHONPATH=str(ROOT))
-    env.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT.parent / "shared" / "tiktoken_cache"))
-    return env
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE="disabled",
+                PYTHONPATH=str(ROOT))
 
 
 def train_cmd(*overrides: str) -> list[str]:

@@ -18,5 +18,17 @@ def as_pos_config(cfg) -> PosConfig:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config_class(name)), cfg))
 
 
-def build_model(model_cfg, pos_cfg) -> GPT:
-    return GPT(as_model_config(model_cfg), as_pos_config(pos_cfg))
+def build_model(model_cfg, pos_cfg, vocab_size: int | None = None) -> GPT:
+    """The GPT of `model_cfg`; `vocab_size` is the data's vocabulary (data/vocab.py), which an
+    unset `model.vocab_size` takes and a set one must equal."""
+    cfg = as_model_config(model_cfg)
+    if cfg.vocab_size is None:
+        if vocab_size is None:
+            raise ValueError("model.vocab_size is not set and no data vocabulary was given")
+        cfg.vocab_size = vocab_size
+    elif vocab_size is not None and cfg.vocab_size != vocab_size:
+        raise ValueError(
+            f"model.vocab_size={cfg.vocab_size}, but the data's vocabulary has {vocab_size} ids: leave "
+            "model.vocab_size unset (it follows the data) and choose the vocabulary with data.vocab_size"
+        )
+    return GPT(cfg, as_pos_config(pos_cfg))

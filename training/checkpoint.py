@@ -10,6 +10,7 @@ so it loads with `torch.load(weights_only=True)`:
     rng            one entry per process: python, numpy, torch (and cuda) generator states
     best_val_loss, best_step, evals_since_best, tokens, elapsed_s   loop bookkeeping
     config         the resolved TrainJob as plain containers (enums as strings)
+    vocab          the data's vocabulary: the map from tokenizer ids to the model's (data/vocab.py)
 
 Writes go to a temporary file in the same folder, are fsync'ed, then renamed over the target,
 so a crash mid-write leaves the previous checkpoint intact.
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.encode import get_tokenizer
+from data.vocab import Vocab
 from training.build import build_model
 
 CKPT_LAST = "ckpt_last.pt"
@@ -132,18 +135,44 @@ def _to_tuples(x):
     return tuple(_to_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """(GPT in eval mode on `device`, the run's TrainJob config as plain containers).
+def checkpoint_vocab(state: dict, path: str | Path) -> Vocab:
+    """The vocabulary a checkpoint's model was trained on. Checkpoints written before the map was
+    saved hold the tokenizer's full vocabulary (their model.vocab_size says how many ids)."""
+    if state.get("vocab") is not None:
+        return Vocab.from_dict(state["vocab"])
+    data, model = state["config"].get("data", {}), state["config"].get("model", {})
+    tokenizer = data.get("tokenizer", "gpt2")
+    enc = get_tokenizer(tokenizer)
+    if model.get("vocab_size") not in (None, enc.n_vocab):
+        raise CheckpointError(f"checkpoint {path} has no vocabulary map and model.vocab_size="
+                              f"{model.get('vocab_size')} is not {tokenizer}'s {enc.n_vocab}")
+    return Vocab(tokenizer, enc.n_vocab, enc.eot_token)
+
+
+def load_model_and_vocab(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict, Vocab]:
+    """(GPT in eval mode on `device`, the run's TrainJob config as plain containers, its vocabulary).
 
     `path` is a checkpoint file or a run directory (its ckpt_best.pt, else ckpt_last.pt).
-    The weights load strictly: a missing or unexpected key is an error.
+    The weights load strictly: a missing or unexpected key is an error, and so is a model whose
+    vocabulary size is not the saved map's.
     """
     path = resolve_checkpoint(path)
     state = load_checkpoint(path)
     cfg = state["config"]
-    model = build_model(cfg["model"], cfg["pos"])
+    vocab = checkpoint_vocab(state, path)
+    try:
+        model = build_model(cfg["model"], cfg["pos"], vocab_size=vocab.size)
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {path}: {e}") from e
     try:
         model.load_state_dict(state["model"], strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path} does not match its model config: {e}") from e
-    return model.to(device).eval(), cfg
+    return model.to(device).eval(), cfg, vocab
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """(GPT in eval mode on `device`, the run's TrainJob config): `load_model_and_vocab` without
+    the vocabulary."""
+    model, cfg, _ = load_model_and_vocab(path, device)
+    return model, cfg

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import torch
 
-from data.config import DataConfig
-from data.loader import TrainBatches, ValBatches, load_tokens
+from data.config import DataConfig, DataSource
+from data.loader import TrainBatches, ValBatches, load_tokens, read_meta
 from data.prepare import ensure_prepared
+from data.vocab import Vocab
 from training import distributed as dist_utils
 from training.distributed import DistEnv
+
+
+def _origin(cfg: DataConfig, split: str) -> str:
+    """Which option chose a split's text, for errors."""
+    if split == "val" and cfg.val_fraction > 0:
+        return f"data.val_fraction={cfg.val_fraction} of the training text"
+    if DataSource(cfg.source) is DataSource.hub:
+        return f"hub dataset {cfg.hub_dataset}"
+    option = "train_files" if split == "train" else "val_files"
+    return f"data.{option}={list(getattr(cfg, option))}"
 
 
 class TrainData:
@@ -28,11 +39,13 @@ class TrainData:
         if not env.is_main:
             folder = ensure_prepared(data_cfg)  # up to date by now: only checks the fingerprint
         self.seed, self.rank, self.grad_accum = seed, env.rank, grad_accum
+        self.vocab = Vocab.from_dict(read_meta(folder)["vocab"])  # the model's vocabulary follows it
         # rank=0 for every process: the stream is indexed by the global micro-batch instead.
         self.train = TrainBatches(load_tokens(folder, "train"), batch_size, block_size, seed, rank=0,
-                                  device=env.device)
+                                  device=env.device, what=f"training split ({_origin(data_cfg, 'train')})")
         self.val = ValBatches(load_tokens(folder, "val"), batch_size, block_size, max_batches=eval_batches,
-                              device=env.device)
+                              device=env.device, what=f"validation split ({_origin(data_cfg, 'val')}) at "
+                                                      f"model.block_size={block_size}")
 
     def train_batch(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
         """x, y (batch_size, block_size) of micro-step `micro` of optimizer step `step` (0-based)."""

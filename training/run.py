@@ -17,6 +17,7 @@ from training.checkpoint import (
     CKPT_LAST,
     CheckpointError,
     bare_model,
+    checkpoint_vocab,
     load_checkpoint,
     remove_stale_temp_files,
     rng_state,
@@ -27,6 +28,7 @@ from training.config import TrainConfig
 from training.data import TrainData
 from training.distributed import DistEnv
 from data.config import project_path
+from data.vocab import Vocab
 from training.job import as_train_job
 from training.loop import Loop, LoopState
 from training.metrics import METRICS_FILE, MetricsLog
@@ -92,6 +94,15 @@ def check_resumable(saved: dict, current: dict, path: Path) -> None:
             )
 
 
+def check_same_vocab(saved: Vocab, current: Vocab, path: Path) -> None:
+    """The data's vocabulary must be the one the checkpoint's model was trained on."""
+    if saved != current:
+        raise CheckpointError(
+            f"cannot resume from {path}: it was trained on a vocabulary of {saved.describe()}, the data "
+            f"now gives {current.describe()} (data.vocab_size or the training text changed)"
+        )
+
+
 def _format_count(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n / 1e3:.1f}K"
 
@@ -118,12 +129,12 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
         remove_stale_temp_files(out_dir)
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(container))
 
+    data = TrainData(OmegaConf.to_object(cfg.data), cfg.model.block_size, tcfg.batch_size, cfg.seed, env, grad_accum,
+                     tcfg.eval_batches)
     seed_everything(cfg.seed)  # the same initial weights in every process
-    model = build_model(cfg.model, cfg.pos).to(device)
+    model = build_model(cfg.model, cfg.pos, vocab_size=data.vocab.size).to(device)
     counts = model.param_counts()
     optimizer = build_optimizer(model, tcfg, device.type)
-    data = TrainData(OmegaConf.to_object(cfg.data), model.cfg.block_size, tcfg.batch_size, cfg.seed, env, grad_accum,
-                     tcfg.eval_batches)
     metrics = MetricsLog(out_dir / METRICS_FILE, enabled=env.is_main)
 
     state = LoopState()
@@ -131,6 +142,7 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
     if cfg.resume:
         ckpt = load_checkpoint(ckpt_last, required=RESUME_KEYS)
         check_resumable(ckpt["config"], container, ckpt_last)
+        check_same_vocab(checkpoint_vocab(ckpt, ckpt_last), data.vocab, ckpt_last)
         model.load_state_dict(ckpt["model"], strict=True)
         optimizer.load_state_dict(ckpt["optimizer"])
         data.load_state_dict(ckpt["loader"])
@@ -177,6 +189,7 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
                 "loader": data.state_dict(st.step),
                 "rng": rngs,
                 "config": container,
+                "vocab": data.vocab.to_dict(),
                 "elapsed_s": elapsed_s,
                 "wandb_id": None if wandb_run is None else wandb_run.id,
                 **st.bookkeeping(),
