@@ -74,16 +74,20 @@ def band_table_grad(
     in_band = (distance >= 0) & (distance < width)
     starts = torch.arange(n_blocks, device=q.device)[:, None, None] * block
     valid = in_band & (starts + j - width + 1 >= 0) & (starts + i < T)  # (nb, block, span)
+    # the band as index pairs, (block, width) each: local query i, distance d, local key i + width - 1 - d
+    # (index tensors, not a boolean mask: indexing by a mask waits for the device to count it)
+    band_i = torch.arange(block, device=q.device)[:, None].expand(block, width)
+    band_d = torch.arange(width, device=q.device)[None, :].expand(block, width)
+    band_j = band_i + width - 1 - band_d
     bias = torch.zeros(H, block, span, dtype=acc, device=q.device)
-    bias[:, in_band] = band_bias[:, distance[in_band]]
+    bias[:, band_i, band_j] = band_bias[:, band_d]  # (H, block, width)
 
     scores = q_b @ k_w.transpose(-1, -2) / math.sqrt(D) + bias[:, None]  # (B, H, nb, block, span)
     probs = torch.exp(scores - lse_b[..., None])
     d_scores = probs * (g_b @ v_w.transpose(-1, -2) - delta_b[..., None])
     d_scores = (d_scores * valid).sum(dim=(0, 2))  # (H, block, span), summed over batch and blocks
 
-    grad_by_distance = torch.zeros(H, width, dtype=acc, device=q.device)
-    grad_by_distance.index_add_(1, distance[in_band], d_scores[:, in_band])
+    grad_by_distance = d_scores[:, band_i, band_j].sum(dim=1)  # (H, width): summed over the queries
     grad = torch.zeros(num_buckets, H, dtype=acc, device=q.device)
     grad.index_add_(0, band_buckets, grad_by_distance.t())
     if width < T:
