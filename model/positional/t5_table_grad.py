@@ -41,6 +41,7 @@ def band_table_grad(
     table: Tensor,
     max_distance: int,
     block: int = 128,
+    far_start: int | None = None,
 ) -> Tensor:
     """Gradient of a causal attention's loss w.r.t. the (num_buckets, H) T5 table.
 
@@ -50,7 +51,9 @@ def band_table_grad(
     num_buckets = table.shape[0]
     B, H, T, D = q.shape
     acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in at least fp32
-    width = min(far_bucket_start(num_buckets, max_distance), T)  # near distances 0 .. width - 1
+    if far_start is None:  # pass it in under torch.compile: finding it here is data-dependent
+        far_start = far_bucket_start(num_buckets, max_distance)
+    width = min(far_start, T)  # near distances 0 .. width - 1
     band_buckets = t5_bucket(torch.arange(width, device=q.device), num_buckets, max_distance)
     band_bias = table.detach().to(acc)[band_buckets].t()  # (H, width)
 
@@ -100,13 +103,14 @@ class AttachTableGrad(torch.autograd.Function):
     """Identity on the attention output whose backward adds the T5 table's gradient."""
 
     @staticmethod
-    def forward(ctx, out, table, q, k, v, lse, max_distance):
+    def forward(ctx, out, table, q, k, v, lse, max_distance, far_start):
         ctx.save_for_backward(q, k, v, out, lse, table)
-        ctx.max_distance = max_distance
+        ctx.max_distance, ctx.far_start = max_distance, far_start
         return out.view_as(out)
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, out, lse, table = ctx.saved_tensors
-        grad_table = band_table_grad(q, k, v, out, grad_out, lse, table, ctx.max_distance)
-        return grad_out, grad_table, None, None, None, None, None
+        grad_table = band_table_grad(q, k, v, out, grad_out, lse, table, ctx.max_distance,
+                                     far_start=ctx.far_start)
+        return grad_out, grad_table, None, None, None, None, None, None
