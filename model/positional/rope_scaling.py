@@ -1,8 +1,8 @@
 """RoPE context extension: each variant maps (base, dim, scale, length) to inverse frequencies.
 
-All variants return `(inv_freq, attention_factor)`: `inv_freq` has dim/2 entries (made on `device`,
-so a CUDA forward does no CPU work and no host-to-device copy), and the
-attention factor multiplies cos and sin (so the q.k logits by its square), which only YaRN uses.
+All variants return `(inv_freq, attention_factor)`: `inv_freq` has dim/2 entries, made on `device`
+(so a CUDA forward does no CPU work and no synchronising host-to-device copy), and the attention
+factor multiplies cos and sin (so the q.k logits by its square), which only YaRN uses.
 `s` is the extension factor (target length / original training length `L`).
 """
 
