@@ -43,7 +43,12 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
-ENCODINGS = ["learned", "sinusoidal", "t5", "rope", "alibi", "nope"]  # registered encodings (model.config)
+if str(ROOT) not in sys.path:  # run as a script (python bench/gpu_suite.py): find the project
+    sys.path.insert(0, str(ROOT))
+
+from model.config import POS_CONFIGS  # noqa: E402
+
+ENCODINGS = list(POS_CONFIGS)  # every registered encoding
 
 # The modules the suite imports that a bare GPU machine may lack, and the wheels that provide them.
 NEEDED = {"hydra": "hydra-core", "omegaconf": "omegaconf", "antlr4": "antlr4-python3-runtime",
@@ -235,13 +240,11 @@ class Suite:
 
     def decode_cmd(self, encodings: list[str], compile_only: bool, time_limit: Optional[float] = None) -> list[str]:
         cmd = [sys.executable, "bench/decode.py", *self.shape_args(), "--device", self.device(),
-               "--compile", "--no-uncached", "--encodings", *encodings]
-        if self.cpu:
-            cmd += ["--prompt-len", "3", "--new-tokens", "8", "--reps", "1", "--warmup", "1"]
+               "--no-uncached", "--encodings", *encodings, "--reps", "1", "--warmup", "1"]
+        if self.cpu:  # no --compile: inductor on 2 CPU cores takes minutes per contender
+            cmd += ["--prompt-len", "3", "--new-tokens", "8"]
         else:
-            cmd += ["--prompt-len", "16", "--new-tokens", "1024", "--dtype", "bfloat16", "--reps", "1", "--warmup", "1"]
-        if self.cpu:
-            cmd.remove("--compile")  # inductor on 2 CPU cores: minutes per contender
+            cmd += ["--compile", "--prompt-len", "16", "--new-tokens", "1024", "--dtype", "bfloat16"]
         if compile_only:
             cmd += ["--compile-only"]
         if time_limit is not None:
