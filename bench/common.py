@@ -45,6 +45,55 @@ def setup(
     return dev
 
 
+def allow_recompiles(count: int) -> None:
+    """Let dynamo keep `count` compiled versions of one function. Every contender compiled through
+    the same Python function (one closure per contender) is a new version of that function's
+    code, and past dynamo's default of 8 the rest would silently run eager."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, count)
+
+
+def warm_up(
+    make: dict[str, Callable[[], Callable[[], object]]],
+    warmup: int,
+    device: torch.device,
+    time_limit: Optional[float] = None,
+    keep: bool = True,
+) -> dict[str, Callable[[], object]]:
+    """Build each contender (`make[name]()` returns its zero-argument call) and run it `warmup`
+    times (torch.compile compiles in the first), printing how long that took. A contender whose
+    turn comes after `time_limit` seconds is left out (and said so), so a time-boxed run still
+    times the others. `keep=False` drops each call once warm (a run that only fills the compile
+    caches for a later process). Returns the warm calls."""
+    start = time.perf_counter()
+    ready = {}
+    for name, build in make.items():
+        if time_limit is not None and time.perf_counter() - start > time_limit:
+            print(f"warm-up: {name} left out (past --time-limit {time_limit:.0f} s)", flush=True)
+            continue
+        t = time.perf_counter()
+        fn = build()
+        for _ in range(warmup):
+            fn()
+        synchronize(device)
+        print(f"warm-up: {name} ready in {time.perf_counter() - t:.1f} s", flush=True)
+        if keep:
+            ready[name] = fn
+        else:
+            del fn
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return ready
+
+
+def add_time_arguments(p) -> None:
+    """--time-limit and --compile-only, as `warm_up` takes them."""
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="seconds for building and warming up contenders; those not reached are left out")
+    p.add_argument("--compile-only", action="store_true",
+                   help="build and warm up every contender, time nothing (fills torch.compile's caches on "
+                        "disk, so that a later process compiles from them; bench/gpu_suite.py runs these in parallel)")
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -33,6 +33,8 @@ if __package__ in (None, ""):  # run as a script (python bench/decode.py): find 
 from bench.common import (
     DTYPES,
     Timings,
+    add_time_arguments,
+    allow_recompiles,
     command_line,
     machine_line,
     markdown_table,
@@ -40,6 +42,7 @@ from bench.common import (
     setup,
     spread,
     time_interleaved,
+    warm_up,
 )
 from bench.train_step import VOCAB, Shape, hf_gpt2
 from model import GPT
@@ -80,7 +83,8 @@ def hf_generate(model: nn.Module, prompt: Tensor, n: int, use_cache: bool = True
 
 
 def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict[str, Callable[[], Tensor]]:
-    """name -> a zero-argument call producing the new tokens (its models built and on device)."""
+    """name -> a zero-argument call producing the new tokens (its models built and on device).
+    Every contender's calls share one prompt; each encoding's model is built once."""
     block = args.block_size or args.prompt_len + args.new_tokens
     shape = Shape(args.n_layer, args.n_head, args.n_embd, block, batch_size=1)
     cfg = shape.model_config()
@@ -88,6 +92,11 @@ def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) ->
     prompt = torch.randint(0, VOCAB, (1, args.prompt_len), generator=gen).to(device)
     n = args.new_tokens
     calls: dict[str, Callable[[], Tensor]] = {}
+    if not args.no_hf:  # first: a run cut short by --time-limit still has the baseline
+        hf = hf_gpt2(shape).model.to(device=device, dtype=dtype).eval()
+        calls["HF GPT2 generate (cache)"] = lambda: hf_generate(hf, prompt, n)
+        if args.hf_uncached:
+            calls["HF GPT2 generate (no cache)"] = lambda: hf_generate(hf, prompt, n, use_cache=False)
     for enc in args.encodings:
         model = GPT(cfg, config_class(enc)()).to(device=device, dtype=dtype).eval()
         calls[f"ours cached {enc}"] = lambda m=model: ours_cached(m, prompt, n)
@@ -95,11 +104,6 @@ def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) ->
             calls[f"ours compiled {enc}"] = lambda m=model: ours_cached(m, prompt, n, compile=True)
         if not args.no_uncached:
             calls[f"ours uncached {enc}"] = lambda m=model: ours_uncached(m, prompt, n)
-    if not args.no_hf:
-        hf = hf_gpt2(shape).model.to(device=device, dtype=dtype).eval()
-        calls["HF GPT2 generate (cache)"] = lambda: hf_generate(hf, prompt, n)
-        if args.hf_uncached:
-            calls["HF GPT2 generate (no cache)"] = lambda: hf_generate(hf, prompt, n, use_cache=False)
     return calls
 
 
@@ -138,12 +142,19 @@ def report(timings: Timings, clock: str, n: int) -> str:
     return markdown_table(headers, rows)
 
 
-def run(args: argparse.Namespace) -> Timings:
+def run(args: argparse.Namespace) -> Optional[Timings]:
+    """Warm every contender up, time them interleaved, print the table; None with --compile-only."""
     device = setup(args.device, args.threads, args.seed)
     dtype = DTYPES[args.dtype]
     calls = build(args, device, dtype)
+    if args.compile:
+        allow_recompiles(2 * len(args.encodings))  # one compiled step per encoding's model
     same = check_same_tokens(calls, args.encodings) if args.check else {}
-    timings = time_interleaved(calls, args.reps, args.warmup, device)
+    make = {name: (lambda call=call: call) for name, call in calls.items()}
+    calls = warm_up(make, args.warmup, device, args.time_limit, keep=not args.compile_only)
+    if args.compile_only:
+        return None
+    timings = time_interleaved(calls, args.reps, 0, device)
     block = args.block_size or args.prompt_len + args.new_tokens
     print(f"\n{command_line()}\n{machine_line(device)}")
     print(
@@ -184,6 +195,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--hf-uncached", action="store_true", help="also time HF generate with use_cache=False")
     p.add_argument("--check", action="store_true", help="check cached == uncached tokens first")
     p.add_argument("--seed", type=int, default=0)
+    add_time_arguments(p)
     return p.parse_args(argv)
 
 

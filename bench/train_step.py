@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -36,6 +37,8 @@ if __package__ in (None, ""):  # run as a script (python bench/train_step.py): f
 from bench.common import (
     DTYPES,
     Timings,
+    add_time_arguments,
+    allow_recompiles,
     command_line,
     machine_line,
     markdown_table,
@@ -44,6 +47,7 @@ from bench.common import (
     setup,
     spread,
     time_interleaved,
+    warm_up,
 )
 from model import GPT
 from model.config import ModelConfig
@@ -246,7 +250,8 @@ def fused_adamw_available(device: torch.device) -> bool:
         return False
 
 
-def run(args: argparse.Namespace) -> Timings:
+def run(args: argparse.Namespace) -> Optional[Timings]:
+    """Warm every contender up, time them interleaved, print the table; None with --compile-only."""
     device = setup(args.device, args.threads, args.seed, args.malloc, tf32=True)
     dtype = DTYPES[args.dtype]
     shape = Shape(args.n_layer, args.n_head, args.n_embd, args.block_size, args.batch_size)
@@ -255,8 +260,14 @@ def run(args: argparse.Namespace) -> Timings:
     data = torch.randint(0, VOCAB, (shape.batch_size, shape.block_size + 1), generator=gen).to(device)
     idx, targets = data[:, :-1], data[:, 1:]
     fused = fused_adamw_available(device) if args.optimizer == "fused" else False
-    steps = {c.name: make_step(c, idx, targets, dtype, fused, args.compile) for c in contenders}
-    timings = time_interleaved(steps, args.reps, args.warmup, device)
+    if args.compile:
+        allow_recompiles(2 * len(contenders))
+    make = {c.name: partial(make_step, c, idx, targets, dtype, fused, args.compile) for c in contenders}
+    steps = warm_up(make, args.warmup, device, args.time_limit, keep=not args.compile_only)
+    if args.compile_only:
+        return None
+    contenders = [c for c in contenders if c.name in steps]
+    timings = time_interleaved(steps, args.reps, 0, device)
     print(f"\n{command_line()}\n{machine_line(device)}")
     print(
         f"shape: n_layer {shape.n_layer}, n_head {shape.n_head}, n_embd {shape.n_embd}, "
@@ -284,7 +295,7 @@ def report(
     peak = peak_flops(device, dtype)
     if peak:  # the nominal FLOPs of the shape (ours counts them), the same for every contender
         flops = GPT(shape.model_config(), config_class(contenders[0].encoding)()).flops_per_token(shape.block_size)
-    ours_t = {c.encoding: median(times[c.name]) for c in contenders if c.is_ours}
+    ours_t = {c.encoding: median(times[c.name]) for c in contenders if c.is_ours}  # of those timed
     headers = ["encoding", "model", "params (M)", "wall ms", "cpu ms", "spread", "tokens/s"]
     headers += ["MFU"] if peak else []
     headers += ["peer/ours"]
@@ -295,7 +306,7 @@ def report(
         row = [c.encoding, c.name, f"{params:.2f}", f"{1e3 * median(timings.wall[c.name]):.0f}"]
         row += [f"{1e3 * median(timings.cpu[c.name]):.0f}", spread(times[c.name]), f"{tokens / t:,.0f}"]
         row += [f"{100 * flops * tokens / t / peak:.1f}%"] if peak else []
-        row += ["-" if c.is_ours else f"{t / ours_t[c.encoding]:.2f}x"]
+        row += ["-" if c.is_ours or c.encoding not in ours_t else f"{t / ours_t[c.encoding]:.2f}x"]
         rows.append(row)
     return markdown_table(headers, rows)
 
@@ -341,6 +352,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
              "logits (training/cpu_memory.py); default: glibc's own policy",
     )
     p.add_argument("--optimizer", choices=["fused", "foreach"], default="fused")
+    add_time_arguments(p)
     add_contender_arguments(p)
     return p.parse_args(argv)
 

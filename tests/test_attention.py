@@ -85,3 +85,24 @@ def test_flex_equals_float_mask_values_and_gradients_on_cuda(encoding):
     torch.testing.assert_close(lf, ls, atol=1e-3, rtol=1e-3)
     for name in gs:  # includes pos.relative_attention_bias.weight, the T5 table
         torch.testing.assert_close(gf[name], gs[name], atol=1e-3, rtol=1e-2, msg=name)
+
+
+@requires_cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("encoding", ["alibi", "t5"])
+def test_compiled_flex_training_step_equals_eager_sdpa_on_cuda(encoding):
+    """What train=gpu runs: the whole model under torch.compile with FlexAttention (and, for T5,
+    the band gradient of its table inside the compiled backward) against eager SDPA."""
+    torch._dynamo.reset()
+    idx = torch.randint(0, 101, (2, 256), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    grads = {}
+    for backend in (AttnBackend.sdpa, AttnBackend.flex):
+        model = tiny_model(encoding, attn_backend=backend, block_size=256).cuda().train()
+        run = torch.compile(model) if backend == AttnBackend.flex else model
+        logits, loss = run(idx, idx)
+        loss.backward()
+        grads[backend] = (logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    (ls, gs), (lf, gf) = grads[AttnBackend.sdpa], grads[AttnBackend.flex]
+    torch.testing.assert_close(lf, ls, atol=1e-3, rtol=1e-3)
+    for name in gs:
+        torch.testing.assert_close(gf[name], gs[name], atol=1e-3, rtol=1e-2, msg=name)

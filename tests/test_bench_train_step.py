@@ -1,6 +1,8 @@
 """Smoke test of bench/train_step.py: every contender trains a step at a tiny shape, and each
 peer really has our shape (same parameter count up to the parts its block lacks or adds)."""
 
+import functools
+
 import pytest
 import torch
 
@@ -35,6 +37,19 @@ def test_peers_share_the_shape():
         assert loss.ndim == 0 and torch.isfinite(loss), c.name
         # the head is tied: no second vocab-sized matrix
         assert sum(p.numel() for p in c.model.parameters() if 50257 in p.shape) == 50257 * 32, c.name
+
+
+@pytest.mark.slow
+def test_every_compiled_contender_is_compiled(monkeypatch):
+    """All contenders compile through one function, one closure each: past dynamo's default of 8
+    versions of a function the rest would silently run eager (7 of 15 did)."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=counter))
+    run(parse_args(TINY + ["--reps", "1", "--warmup", "1", "--device", "cpu", "--compile"]))
+    assert counter.frame_count >= 15
 
 
 @pytest.mark.slow

@@ -160,6 +160,10 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
         if env.is_main and (out_dir / METRICS_FILE).exists():
             (out_dir / METRICS_FILE).unlink()
 
+    if tcfg.compile:
+        # compare.py trains many models in one process: past 8 compiled versions of GPT.forward
+        # (train and eval mode per encoding) dynamo would run the later models eager, silently
+        torch._dynamo.reset()
     train_model = torch.compile(model) if tcfg.compile else model
     eval_model = train_model
     if env.distributed:

@@ -103,9 +103,9 @@ class RotaryPositions(PositionalEncoding):
         # length with it (recompute_on_growth re-prefills there instead), so use that length.
         seq_len = self.original_len if positions.is_fixed else positions.total
         inv_freq, attention_factor = self._scale_fn(
-            self.base, self.rotary_dim, self.scaling, self.original_len, seq_len
+            self.base, self.rotary_dim, self.scaling, self.original_len, seq_len, positions.q.device
         )
-        angles = positions.q.float()[:, None] * inv_freq.to(positions.q.device)[None, :]  # (Tq, r/2)
+        angles = positions.q.float()[:, None] * inv_freq[None, :]  # (Tq, r/2)
         if self.pairing == "half":
             angles, apply = torch.cat((angles, angles), dim=-1), rotate_half_pairs  # (Tq, r)
         else:

@@ -56,6 +56,10 @@ class T5RelativeBias(PositionalEncoding):
             )
         self.num_buckets, self.max_distance = pos.num_buckets, pos.max_distance
         self.relative_attention_bias = nn.Embedding(pos.num_buckets, cfg.n_head)
+        from model.positional.t5_table_grad import far_bucket_start  # imports t5_bucket from here
+
+        # a Python int, so the band gradient compiles into the backward graph (no graph break)
+        self.far_start = far_bucket_start(pos.num_buckets, pos.max_distance)
 
     def bias_by_distance(self, num_distances: int, device: torch.device) -> Tensor:
         """(H, num_distances): the bias of every distance 0 .. num_distances - 1."""
@@ -85,6 +89,6 @@ class T5RelativeBias(PositionalEncoding):
         from model.positional.t5_table_grad import AttachTableGrad  # imports t5_bucket from here
 
         def attach(out, q, k, v, lse):
-            return AttachTableGrad.apply(out, table, q, k, v, lse, self.max_distance)
+            return AttachTableGrad.apply(out, table, q, k, v, lse, self.max_distance, self.far_start)
 
         return attach

@@ -41,6 +41,7 @@ def band_table_grad(
     table: Tensor,
     max_distance: int,
     block: int = 128,
+    far_start: int | None = None,
 ) -> Tensor:
     """Gradient of a causal attention's loss w.r.t. the (num_buckets, H) T5 table.
 
@@ -50,7 +51,9 @@ def band_table_grad(
     num_buckets = table.shape[0]
     B, H, T, D = q.shape
     acc = torch.promote_types(q.dtype, torch.float32)  # accumulate in at least fp32
-    width = min(far_bucket_start(num_buckets, max_distance), T)  # near distances 0 .. width - 1
+    if far_start is None:  # pass it in under torch.compile: finding it here is data-dependent
+        far_start = far_bucket_start(num_buckets, max_distance)
+    width = min(far_start, T)  # near distances 0 .. width - 1
     band_buckets = t5_bucket(torch.arange(width, device=q.device), num_buckets, max_distance)
     band_bias = table.detach().to(acc)[band_buckets].t()  # (H, width)
 
@@ -74,16 +77,20 @@ def band_table_grad(
     in_band = (distance >= 0) & (distance < width)
     starts = torch.arange(n_blocks, device=q.device)[:, None, None] * block
     valid = in_band & (starts + j - width + 1 >= 0) & (starts + i < T)  # (nb, block, span)
+    # the band as index pairs, (block, width) each: local query i, distance d, local key i + width - 1 - d
+    # (index tensors, not a boolean mask: indexing by a mask waits for the device to count it)
+    band_i = torch.arange(block, device=q.device)[:, None].expand(block, width)
+    band_d = torch.arange(width, device=q.device)[None, :].expand(block, width)
+    band_j = band_i + width - 1 - band_d
     bias = torch.zeros(H, block, span, dtype=acc, device=q.device)
-    bias[:, in_band] = band_bias[:, distance[in_band]]
+    bias[:, band_i, band_j] = band_bias[:, band_d]  # (H, block, width)
 
     scores = q_b @ k_w.transpose(-1, -2) / math.sqrt(D) + bias[:, None]  # (B, H, nb, block, span)
     probs = torch.exp(scores - lse_b[..., None])
     d_scores = probs * (g_b @ v_w.transpose(-1, -2) - delta_b[..., None])
     d_scores = (d_scores * valid).sum(dim=(0, 2))  # (H, block, span), summed over batch and blocks
 
-    grad_by_distance = torch.zeros(H, width, dtype=acc, device=q.device)
-    grad_by_distance.index_add_(1, distance[in_band], d_scores[:, in_band])
+    grad_by_distance = d_scores[:, band_i, band_j].sum(dim=1)  # (H, width): summed over the queries
     grad = torch.zeros(num_buckets, H, dtype=acc, device=q.device)
     grad.index_add_(0, band_buckets, grad_by_distance.t())
     if width < T:
@@ -96,13 +103,14 @@ class AttachTableGrad(torch.autograd.Function):
     """Identity on the attention output whose backward adds the T5 table's gradient."""
 
     @staticmethod
-    def forward(ctx, out, table, q, k, v, lse, max_distance):
+    def forward(ctx, out, table, q, k, v, lse, max_distance, far_start):
         ctx.save_for_backward(q, k, v, out, lse, table)
-        ctx.max_distance = max_distance
+        ctx.max_distance, ctx.far_start = max_distance, far_start
         return out.view_as(out)
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, out, lse, table = ctx.saved_tensors
-        grad_table = band_table_grad(q, k, v, out, grad_out, lse, table, ctx.max_distance)
-        return grad_out, grad_table, None, None, None, None, None
+        grad_table = band_table_grad(q, k, v, out, grad_out, lse, table, ctx.max_distance,
+                                     far_start=ctx.far_start)
+        return grad_out, grad_table, None, None, None, None, None, None
