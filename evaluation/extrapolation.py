@@ -48,8 +48,8 @@ class Task:
     model cannot take that length."""
 
     set_name: str
-    variant: Optional[str]  # the encoding's context extension (RoPE's scalings), None without any
-    base_variant: Optional[str]  # the encoding's first variant: the trained model itself
+    variant: Optional[str]  # the model's context extension (RoPE's scalings, logn)
+    base_variant: Optional[str]  # the model's first variant: the trained model itself
     factor: float  # extension factor: length / training length (at least 1)
     length: int
     protocol: Protocol
@@ -67,10 +67,8 @@ class Task:
 
 
 def model_variants(model, cfg: EvalConfig) -> list[Optional[str]]:
-    """The variants to evaluate `model` with: those of `eval.variants` its encoding declares (all
-    of them when unset), or [None] for an encoding without variants."""
-    if not model.variants:
-        return [None]
+    """The variants to evaluate `model` with: those of `eval.variants` it offers (all of them when
+    unset): its encoding's context extensions or "none", and log-length scaling "logn"."""
     chosen = [v for v in model.variants if cfg.variants is None or v in cfg.variants]
     if not chosen:
         raise ValueError(
@@ -89,7 +87,7 @@ def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list
     lengths = eval_lengths(model.cfg.block_size, cfg.multipliers)
     size = chunk_size(lengths)
     variants = model_variants(model, cfg)
-    base = model.variants[0] if model.variants else None
+    base = model.variants[0]
     limit = model.max_positions
     longest = max((L for L in lengths if limit is None or L <= limit), default=None)
     tasks, chunks = [], {}
@@ -168,8 +166,8 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
                                    "forwarded_tokens", "scored_tokens", "loss", "ppl", "note"}],
                          "position_loss": [{"variant", "length", "loss": [per position]}]}}}
 
-    `variant` is the encoding's context extension (None without any; "variants" lists them, the
-    first being the trained model); `loss` and `ppl` are None and
+    `variant` is the model's context extension ("variants" lists them, the first being the trained
+    model; "variant_notes" says what each one is); `loss` and `ppl` are None and
     `note` says why when the model cannot take the length (the learned table).
     """
     tasks, chunks = plan_tasks(model, cfg, texts)
@@ -221,6 +219,7 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
     return {
         "pos": model.pos_cfg.name,
         "variants": list(model.variants),
+        "variant_notes": {v: model.variant_note(v) for v in model.variants},
         "block_size": model.cfg.block_size,
         "lengths": eval_lengths(model.cfg.block_size, cfg.multipliers),
         "stride": cfg.stride,

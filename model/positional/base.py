@@ -112,6 +112,10 @@ class PositionalEncoding(nn.Module):
         if name is not None:
             raise ValueError(f"{type(self).__name__} has no inference-time variants, got {name!r}")
 
+    def variant_note(self, name: str) -> str:
+        """What variant `name` does, in a few words, for eval.json and the report."""
+        return name
+
     def embedding_parameters(self) -> int:
         """Parameters that count as embeddings (a learned position table), for param counts."""
         return 0
