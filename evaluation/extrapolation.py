@@ -1,5 +1,6 @@
 """Length extrapolation of one model: perplexity at multiples of its training length, per protocol,
-per eval set, per RoPE context extension; and the loss at each token position.
+per eval set, per inference-time variant (RoPE's context extensions, log-length scaling for every
+encoding); and the loss at each token position.
 
     model, cfg = load_model("runs/rope", device)
     texts = load_texts(eval_cfg, tokenizer="gpt2")

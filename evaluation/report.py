@@ -14,7 +14,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from evaluation import plots
-from evaluation.runs import Cell, RunRecord, by_encoding, ppl_rows
+from evaluation.runs import Cell, RunRecord, by_encoding, ppl_rows, variant_notes
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_NAMES = {"nonoverlap": "non-overlapping windows", "sliding": "sliding window"}
@@ -138,9 +138,14 @@ def _eval_section(runs: dict[str, list[RunRecord]], first_eval: dict, block_size
         "with a context extension switched on at evaluation time, factor = length / L (no retraining); "
         "at L itself every variant is the trained model. For RoPE, dynamic NTK computes its base from the "
         "current length l, base * (s * l / L - s + 1)^(d / (d - 2)); with s = l / L too, as here, it "
-        "scales the base more than `ntk` (s^(d / (d - 2))) in a whole-window evaluation.",
+        "scales the base more than `ntk` (s^(d / (d - 2))) in a whole-window evaluation. "
+        "`+ logn` (every encoding) multiplies the query-key logits of the n-th query by "
+        "max(1, log n / log L) (Chiang and Cholak 2022), leaving any positional bias unscaled.",
         "",
     ]
+    notes = variant_notes(runs)
+    if notes:
+        parts += ["Variant rows:", "", *[f"- `{lbl}`: {note}" for lbl, note in notes], ""]
     for set_name, s in first_eval["sets"].items():
         parts += [
             f"### {set_name}",

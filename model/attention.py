@@ -11,6 +11,9 @@ Backends (all equal to softmax(QK^T / sqrt(d) + bias + mask) V, tested against t
 - explicit scores (softmax of a materialised (B, H, Tq, Tk) score tensor): content-aware
   encodings (`needs_scores`), whose bias is a function of the scores themselves.
 
+Log-length scaling (the `logn` variant, model/positional/log_length.py) multiplies the queries by
+their per-position scale before any backend runs, so every backend and the KV cache see it.
+
 Which backend runs is decided here (`use_flex`, `CausalSelfAttention.forward`) from the
 encoding's declared capabilities, never from its name.
 """

@@ -133,16 +133,19 @@ def test_learned_past_its_table_is_na_and_position_loss_stops_there():
     model = tiny_model("learned", block_size=8, **SMALL)
     result = evaluate_model(model, tiny_eval_cfg(), {"t": random_text([60, 40])}, CPU, log=lambda s: None)
     rows = rows_of(result)
-    assert rows[(None, 16, "nonoverlap")]["ppl"] is None
-    assert rows[(None, 16, "sliding")]["note"] == "n/a (table length 8)"
-    assert rows[(None, 8, "nonoverlap")]["ppl"] > 1
-    (curve,) = result["sets"]["t"]["position_loss"]
-    assert curve["length"] == 8 and len(curve["loss"]) == 8
+    assert result["variants"] == ["none", "logn"]  # the trained model and log-length scaling
+    for variant in ("none", "logn"):
+        assert rows[(variant, 16, "nonoverlap")]["ppl"] is None
+        assert rows[(variant, 16, "sliding")]["note"] == "n/a (table length 8)"
+    assert rows[("none", 8, "nonoverlap")]["ppl"] > 1
+    assert rows[("logn", 8, "nonoverlap")]["ppl"] == rows[("none", 8, "nonoverlap")]["ppl"]  # scored once
+    assert [c["length"] for c in result["sets"]["t"]["position_loss"]] == [8, 8]
+    assert all(len(c["loss"]) == 8 for c in result["sets"]["t"]["position_loss"])
 
 
 def test_rope_variants_share_factor_1_and_differ_past_it():
     model = tiny_model("rope", block_size=8, **SMALL)
-    kinds = [k.value for k in RopeScalingKind]
+    kinds = [k.value for k in RopeScalingKind] + ["logn"]
     result = evaluate_model(model, tiny_eval_cfg(), {"t": random_text([60, 40])}, CPU, log=lambda s: None)
     rows = rows_of(result)
     for protocol in ("nonoverlap", "sliding"):
@@ -152,6 +155,8 @@ def test_rope_variants_share_factor_1_and_differ_past_it():
         assert len(set(past)) == len(kinds)  # factor 2: each variant changes the numbers
     assert len(result["sets"]["t"]["position_loss"]) == len(kinds)
     assert model.pos.scaling.kind == RopeScalingKind.none  # the checkpoint's own scaling is back
+    assert model.log_length is None
+    assert result["variant_notes"]["yarn"].startswith("YaRN, dims ramp")
 
 
 def test_each_length_scores_the_same_tokens_in_the_result():

@@ -16,7 +16,8 @@ does as class attributes, and implements only the hooks of its family (the other
 
 An encoding may also bound the length (`max_positions`), change the token embeddings' scale
 (`token_scale`, `token_init_std`), offer inference-time context-extension variants (`variants`,
-`set_variant`), and ask for the cache to be recomputed when the sequence grows
+`set_variant`, `variant_note`; the model adds log-length scaling to every encoding, log_length.py),
+and ask for the cache to be recomputed when the sequence grows
 (`recompute_on_growth`). Everything outside model/positional/ reads these, never a name.
 
 The model builds a `Positions` once per forward and hands it to the encoding; no encoding infers a
