@@ -69,14 +69,10 @@ class Task:
 
 def model_variants(model, cfg: EvalConfig) -> list[Optional[str]]:
     """The variants to evaluate `model` with: those of `eval.variants` it offers (all of them when
-    unset): its encoding's context extensions or "none", and log-length scaling "logn"."""
+    unset): its encoding's context extensions or "none", and log-length scaling "logn". A model
+    that offers none of them is scored as trained (its first variant)."""
     chosen = [v for v in model.variants if cfg.variants is None or v in cfg.variants]
-    if not chosen:
-        raise ValueError(
-            f"eval.variants={list(cfg.variants)} holds none of this checkpoint's variants "
-            f"{list(model.variants)}: add at least {model.variants[0]!r}"
-        )
-    return chosen
+    return chosen or [model.variants[0]]
 
 
 def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list[Task], dict[str, Chunks]]:

@@ -240,3 +240,26 @@ def test_evaluate_cli_writes_eval_json(tmp_path):
     assert {(r["variant"], r["length"], r["protocol"]) for r in rows} == {
         (v, L, p) for v in ("none", "yarn") for L in (16, 32) for p in ("nonoverlap", "sliding")}
     assert result["sets"]["books"]["num_documents"] == 2
+
+
+def test_eval_variants_filters_each_model_and_falls_back_to_the_trained_model():
+    text = {"t": random_text([60, 40])}
+    alibi, rope = tiny_model("alibi", block_size=8, **SMALL), tiny_model("rope", block_size=8, **SMALL)
+    for model, chosen, expected in [
+        (alibi, ["yarn"], {"none"}),  # offers none of them: scored as trained
+        (alibi, ["none", "logn"], {"none", "logn"}),
+        (rope, ["none", "logn"], {"none", "logn"}),
+        (rope, ["yarn", "logn"], {"yarn", "logn"}),
+    ]:
+        result = evaluate_model(model, tiny_eval_cfg(variants=chosen), text, CPU, log=lambda s: None)
+        assert {r["variant"] for r in result["sets"]["t"]["rows"]} == expected, (model.pos_cfg.name, chosen)
+    with pytest.raises(ValueError, match="not a variant of any encoding"):
+        tiny_eval_cfg(variants=["bogus"])
+
+
+def test_logn_rows_differ_past_L_for_an_encoding_without_variants():
+    model = tiny_model("nope", block_size=8, **SMALL)
+    rows = rows_of(evaluate_model(model, tiny_eval_cfg(), {"t": random_text([60, 40])}, CPU, log=lambda s: None))
+    for protocol in ("nonoverlap", "sliding"):
+        assert rows[("logn", 8, protocol)]["ppl"] == rows[("none", 8, protocol)]["ppl"]
+        assert rows[("logn", 16, protocol)]["ppl"] != rows[("none", 16, protocol)]["ppl"]
