@@ -196,7 +196,7 @@ def test_scores_depend_only_on_relative_offset(scaling, pairing):
 
 
 def paper_yarn_angles(length: int, factor: float, orig_len: int = BLOCK, alpha: float = 1.0, beta: float = 32.0):
-    """Peng et al. 2023 (YaRN), Eq. 17-18 in plain math: theta_d = base^(-2d/|D|), r(d) =
+    """Peng et al. 2023 (YaRN), Sec. 3.2 in plain math: theta_d = base^(-2d/|D|), r(d) =
     L theta_d / (2 pi) rotations over the original context, gamma(r) = 0 below alpha, 1 above
     beta, (r - alpha) / (beta - alpha) between; h(theta_d) = (1 - gamma) theta_d / s + gamma theta_d.
     Returns the (T, |D|/2) angles p h(theta_d) and the attention factor 0.1 ln s + 1."""
@@ -234,3 +234,5 @@ def test_yarn_ramps_differ_and_default_is_the_authors_dims_ramp():
     rotations, _ = yarn(BASE, HEAD_DIM, RopeScaling(**sc, yarn_ramp=YarnRamp.rotations), BLOCK, BLOCK)
     assert ((dims - rotations).abs() / dims).max() > 0.3
     assert "rotations ramp" in our_rope("yarn", 4.0, yarn_ramp="rotations").variant_note("yarn")
+    with pytest.raises(ValueError, match="beta_fast"):
+        our_rope("yarn", 4.0, yarn_ramp="rotations", beta_fast=1.0, beta_slow=2.0).rotation(Positions.make(0, 4, "cpu"))

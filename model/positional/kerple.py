@@ -1,20 +1,22 @@
 """KERPLE (Chi et al., NeurIPS 2022, "KERPLE: Kernelized Relative Positional Embedding for Length
 Extrapolation"): a learned conditionally positive definite kernel of the distance d = i - j >= 0,
-added to the attention scores, two learned positive parameters per head:
+added to the attention scores, with two learned positive parameters per head:
 
-    log    -r1 log(1 + r2 d)   (Eq. 9, "logarithmic variant")
-    power  -r1 d^r2            (Eq. 8, "power variant", 0 < r2 <= 2)
+    log    -r1 log(1 + r2 d)   (the logarithmic variant)
+    power  -r1 d^r2            (the power variant, 0 < r2 <= 2)
 
-Constraints and initialisation as the authors' code (chijames/KERPLE, megatron/mpu/layers.py):
-every parameter is clamped to at least eps = 0.01 and the power's exponent to at most 2; the log
-kernel's r1 starts uniform in (0, 2) and r2 in (0, 1), the power kernel's r1 in (0, 1) and its
-exponent r2 in (0, 2). As there, the clamp is a projection: in training each forward first moves
-the parameters back into range in place (so a parameter at a bound is pushed back at once); the
-bias itself clamps too, so a model evaluated from any state sees valid parameters.
+Constraints and initialisation as in the authors' code (chijames/KERPLE, megatron/mpu/layers.py):
+every parameter is at least eps = 0.01 and the power's exponent at most 2; the log kernel's r1
+starts uniform in (0, 2) and r2 in (0, 1), the power kernel's r1 in (0, 1) and its exponent r2 in
+(0, 2). As there, the constraint is a projection: in training each forward first clamps the
+parameters themselves back into range (so a step past a bound is undone at the next forward, and
+the parameter never drifts far outside); the bias clamps its copy too, so evaluating a model in any
+state uses valid parameters.
 
 The parameters are shared by every layer, as in the authors' code (megatron/model/gpt2_model.py
-builds one module and hands it to every layer), and each head has its own r1, r2. There is no FlexAttention `score_mod`: its backward through learned captured
-tensors cannot be checked on CPU, so the bias runs as SDPA's float mask on every device.
+builds one module and hands it to every layer), and each head has its own r1 and r2. There is no
+FlexAttention `score_mod`: its backward through learned captured tensors cannot be checked on CPU,
+so the bias runs as SDPA's float mask on every device.
 """
 
 from __future__ import annotations

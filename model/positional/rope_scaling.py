@@ -28,8 +28,11 @@ class YarnRamp(str, Enum):
     """Where YaRN's interpolation ramp runs (both go from interpolation at `beta_slow` rotations
     over the original context to extrapolation at `beta_fast`)."""
 
-    dims = "dims"  # linear in the dimension index between the rounded correction dimensions: the YaRN authors' code, Hugging Face
-    rotations = "rotations"  # linear in the number of rotations r: the paper's gamma(r), Peng et al. 2023 Eq. 18
+    # linear in the dimension index between the rounded correction dimensions: the authors' code
+    # (jquesnelle/yarn) and Hugging Face
+    dims = "dims"
+    # linear in the number of rotations r: the paper's gamma(r) (Peng et al. 2023, Sec. 3.2)
+    rotations = "rotations"
 
 
 @dataclass
@@ -81,7 +84,7 @@ def yarn(base: float, dim: int, sc: RopeScaling, orig_len: int, seq_len: int):
     """YaRN (Peng et al. 2023, Sec. 3.2-3.4): "NTK-by-parts" interpolation, each frequency
     theta_d mixed as (1 - gamma) theta_d / s + gamma theta_d, gamma = 1 (extrapolate) for
     dimensions that rotate more than `beta_fast` times over L and 0 (interpolate) for fewer than
-    `beta_slow`, with a ramp in between (`sc.yarn_ramp`, see `yarn_ramp`); attention temperature
+    `beta_slow`, with a ramp in between (`sc.yarn_ramp`, see YarnRamp); attention temperature
     sqrt(1/t) = 0.1 ln(s) + 1."""
     inv_freq = base_inv_freq(base, dim)
     extrapolate = YARN_RAMPS[YarnRamp(sc.yarn_ramp)](base, dim, sc, orig_len, inv_freq)  # gamma, (dim/2,)
@@ -108,9 +111,9 @@ def yarn_ramp_dims(base: float, dim: int, sc: RopeScaling, orig_len: int, inv_fr
 
 
 def yarn_ramp_rotations(base: float, dim: int, sc: RopeScaling, orig_len: int, inv_freq: Tensor) -> Tensor:
-    """The paper's ramp (Peng et al. 2023, Eq. 17-18): r = L / lambda_d = L theta_d / (2 pi)
-    rotations of dimension d over the original context, gamma(r) = (r - alpha) / (beta - alpha)
-    clamped to [0, 1], with alpha = beta_slow and beta = beta_fast."""
+    """The paper's ramp (Peng et al. 2023, Sec. 3.2, "NTK-by-parts"): dimension d rotates
+    r = L / lambda_d = L theta_d / (2 pi) times over the original context, and
+    gamma(r) = (r - alpha) / (beta - alpha) clamped to [0, 1], alpha = beta_slow, beta = beta_fast."""
     if sc.beta_fast <= sc.beta_slow:
         raise ValueError(f"pos.scaling.beta_fast ({sc.beta_fast}) must exceed beta_slow ({sc.beta_slow})")
     rotations = orig_len * inv_freq / (2 * math.pi)
