@@ -138,9 +138,7 @@ def _eval_section(runs: dict[str, list[RunRecord]], first_eval: dict, block_size
         "with a context extension switched on at evaluation time, factor = length / L (no retraining); "
         "at L itself every variant is the trained model. For RoPE, dynamic NTK computes its base from the "
         "current length l, base * (s * l / L - s + 1)^(d / (d - 2)); with s = l / L too, as here, it "
-        "scales the base more than `ntk` (s^(d / (d - 2))) in a whole-window evaluation. "
-        "`+ logn` (every encoding) multiplies the query-key logits of the n-th query by "
-        "max(1, log n / log L) (Chiang and Cholak 2022), leaving any positional bias unscaled.",
+        "scales the base more than `ntk` (s^(d / (d - 2))) in a whole-window evaluation.",
         "",
     ]
     notes = variant_notes(runs)

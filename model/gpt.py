@@ -98,7 +98,8 @@ class GPT(nn.Module):
     def variant_note(self, name: str) -> str:
         """What variant `name` does, for eval.json and the report."""
         if name == LOG_LENGTH:
-            return f"log-length scaling: q.k logits x max(1, log n / log {self.cfg.block_size}) at the n-th query"
+            return (f"log-length scaling (Chiang and Cholak 2022): the q.k logits of the n-th query x "
+                    f"max(1, log n / log {self.cfg.block_size}), any positional bias unscaled")
         if name in self.pos.variants:
             return self.pos.variant_note(name)
         return "the trained model"
