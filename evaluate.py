@@ -9,8 +9,9 @@
 
 Both protocols of Press et al. (non-overlapping windows; a sliding window scoring its last
 `eval.stride` tokens), on every set of `eval.sets` (configs/eval/default.yaml), the same tokens
-scored at every length; RoPE checkpoints once per context extension of its encoding (`eval.variants`); the
-learned table past its length shows "n/a". See evaluation/extrapolation.py.
+scored at every length; each checkpoint once per inference-time variant (`eval.variants`: as trained,
+RoPE's context extensions, log-length scaling `logn` for every encoding); the learned table past its
+length shows "n/a". See evaluation/extrapolation.py.
 """
 
 from __future__ import annotations

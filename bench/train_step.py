@@ -12,6 +12,8 @@ peers' loss is the same `F.cross_entropy` call on their logits. Peers per encodi
     rope        Hugging Face GPTNeoXForCausalLM (use_parallel_residual=False, rotary_pct=1); x-transformers rotary
     alibi       Hugging Face BloomForCausalLM; x-transformers ALiBi
     nope        x-transformers with no positional encoding
+    kerple      none (no peer implements KERPLE: ours only)
+    fire        none (no peer implements FIRE: ours only)
 
 The printed ratio is peer time / our time (above 1: we are faster). Example (CPU, tiny shape):
 

@@ -48,9 +48,9 @@ class EvalConfig:
     protocols: list[Protocol] = field(default_factory=lambda: [Protocol.nonoverlap, Protocol.sliding])
     stride: int = 32  # sliding protocol: tokens scored per window (1: exact); capped at the window length
     # Inference-time context extensions (factor = length / L_train) to evaluate each checkpoint
-    # with, among those its encoding declares (e.g. RoPE's none, linear, ntk, dynamic, yarn);
-    # null: every variant the encoding has. A checkpoint whose encoding has none of them is scored
-    # as trained.
+    # with, among those it offers: "none" (the trained model), its encoding's own (RoPE's linear,
+    # ntk, dynamic, yarn) and "logn" (log-length scaling, every encoding); null: all of them. A
+    # checkpoint that offers none of them is scored as trained.
     variants: Optional[list[str]] = None
     # name -> EvalSetConfig. Typed as Any so a set can be added from the command line
     # (`+eval.sets.mine={files:[a.txt]}`); __post_init__ checks each against EvalSetConfig.

@@ -1,5 +1,6 @@
 """Length extrapolation of one model: perplexity at multiples of its training length, per protocol,
-per eval set, per RoPE context extension; and the loss at each token position.
+per eval set, per inference-time variant (RoPE's context extensions, log-length scaling for every
+encoding); and the loss at each token position.
 
     model, cfg, vocab = load_model_and_vocab("runs/rope", device)
     texts = load_texts(eval_cfg, vocab)                      # the eval text in the model's ids
@@ -50,8 +51,8 @@ class Task:
     model cannot take that length."""
 
     set_name: str
-    variant: Optional[str]  # the encoding's context extension (RoPE's scalings), None without any
-    base_variant: Optional[str]  # the encoding's first variant: the trained model itself
+    variant: Optional[str]  # the model's context extension (RoPE's scalings, logn)
+    base_variant: Optional[str]  # the model's first variant: the trained model itself
     factor: float  # extension factor: length / training length (at least 1)
     length: int
     protocol: Protocol
@@ -69,17 +70,11 @@ class Task:
 
 
 def model_variants(model, cfg: EvalConfig) -> list[Optional[str]]:
-    """The variants to evaluate `model` with: those of `eval.variants` its encoding declares (all
-    of them when unset), or [None] for an encoding without variants."""
-    if not model.variants:
-        return [None]
+    """The variants to evaluate `model` with: those of `eval.variants` it offers (all of them when
+    unset): its encoding's context extensions or "none", and log-length scaling "logn". A model
+    that offers none of them is scored as trained (its first variant)."""
     chosen = [v for v in model.variants if cfg.variants is None or v in cfg.variants]
-    if not chosen:
-        raise ValueError(
-            f"eval.variants={list(cfg.variants)} holds none of this checkpoint's variants "
-            f"{list(model.variants)}: add at least {model.variants[0]!r}"
-        )
-    return chosen
+    return chosen or [model.variants[0]]
 
 
 def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list[Task], dict[str, Chunks]]:
@@ -91,7 +86,7 @@ def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list
     lengths = eval_lengths(model.cfg.block_size, cfg.multipliers)
     size = chunk_size(lengths)
     variants = model_variants(model, cfg)
-    base = model.variants[0] if model.variants else None
+    base = model.variants[0]
     limit = model.max_positions
     longest = max((L for L in lengths if limit is None or L <= limit), default=None)
     tasks, chunks = [], {}
@@ -171,9 +166,9 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
                          "position_loss": [{"variant", "length", "loss": [per position]}]}}}
 
     `unknown_rate` is the share of the set's tokens that the model's vocabulary maps to its unknown
-    id (None for a vocabulary without one), `variant` is the encoding's context extension (None
-    without any; "variants" lists them, the first being the trained model); `loss` and `ppl` are
-    None and
+    id (None for a vocabulary without one); `variant` is the model's context extension ("variants"
+    lists them, the first being the trained model; "variant_notes" says what each one is); `loss`
+    and `ppl` are None and
     `note` says why when the model cannot take the length (the learned table).
     """
     tasks, chunks = plan_tasks(model, cfg, texts)
@@ -226,6 +221,7 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
     return {
         "pos": model.pos_cfg.name,
         "variants": list(model.variants),
+        "variant_notes": {v: model.variant_note(v) for v in model.variants},
         "block_size": model.cfg.block_size,
         "lengths": eval_lengths(model.cfg.block_size, cfg.multipliers),
         "stride": cfg.stride,

@@ -14,7 +14,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from evaluation import plots
-from evaluation.runs import Cell, RunRecord, by_encoding, ppl_rows
+from evaluation.runs import Cell, RunRecord, by_encoding, ppl_rows, variant_notes
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_NAMES = {"nonoverlap": "non-overlapping windows", "sliding": "sliding window"}
@@ -141,6 +141,9 @@ def _eval_section(runs: dict[str, list[RunRecord]], first_eval: dict, block_size
         "scales the base more than `ntk` (s^(d / (d - 2))) in a whole-window evaluation.",
         "",
     ]
+    notes = variant_notes(runs)
+    if notes:
+        parts += ["Variant rows:", "", *[f"- `{lbl}`: {note}" for lbl, note in notes], ""]
     for set_name, s in first_eval["sets"].items():
         parts += [
             f"### {set_name}",

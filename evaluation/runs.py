@@ -72,6 +72,18 @@ def label(encoding: str, variant: Optional[str], evaluation: dict) -> str:
     return encoding if variant in (None, base) else f"{encoding} + {variant}"
 
 
+def variant_notes(runs: dict[str, list[RunRecord]]) -> list[tuple[str, str]]:
+    """(row label, what the variant does) for every variant row, from each encoding's first
+    eval.json that records its notes (the trained rows left out)."""
+    notes = []
+    for encoding, recs in runs.items():
+        ev = next((r.eval for r in recs if r.eval is not None and "variant_notes" in r.eval), None)
+        for variant, note in (ev or {}).get("variant_notes", {}).items():
+            if label(encoding, variant, ev) != encoding:
+                notes.append((label(encoding, variant, ev), note))
+    return notes
+
+
 @dataclass
 class Cell:
     """One table cell over seeds: the values, or a note when the model could not be evaluated."""

@@ -11,6 +11,9 @@ Backends (all equal to softmax(QK^T / sqrt(d) + bias + mask) V, tested against t
 - explicit scores (softmax of a materialised (B, H, Tq, Tk) score tensor): content-aware
   encodings (`needs_scores`), whose bias is a function of the scores themselves.
 
+Log-length scaling (the `logn` variant, model/positional/log_length.py) multiplies the queries by
+their per-position scale before any backend runs, so every backend and the KV cache see it.
+
 Which backend runs is decided here (`use_flex`, `CausalSelfAttention.forward`) from the
 encoding's declared capabilities, never from its name.
 """
@@ -28,6 +31,7 @@ from model.config import AttnBackend, ModelConfig
 from model.kv_cache import KVCache
 from model.positional import PositionalEncoding, Positions, Rotation
 from model.positional.base import GradHook, ScoreMod
+from model.positional.log_length import log_length_scale
 
 
 def use_flex(pos: PositionalEncoding, cfg: ModelConfig, on_cuda: bool, cached: bool, training: bool) -> bool:
@@ -49,8 +53,10 @@ def use_flex(pos: PositionalEncoding, cfg: ModelConfig, on_cuda: bool, cached: b
 class AttentionInputs:
     """What every layer's attention needs from the positional encoding, built once per forward."""
 
-    def __init__(self, pos: PositionalEncoding, positions: Positions, flex: bool):
+    def __init__(self, pos: PositionalEncoding, positions: Positions, flex: bool, log_length: Optional[int] = None):
         self.pos, self.positions = pos, positions
+        # (Tq,) log-length scaling of the queries (log_length.py), None when off
+        self.q_scale: Optional[Tensor] = None if log_length is None else log_length_scale(positions.q, log_length)
         self.rotation: Optional[Rotation] = pos.rotation(positions)
         self.score_mod: Optional[ScoreMod] = pos.score_mod(positions) if flex else None
         self.score_mod_grad: Optional[GradHook] = pos.score_mod_grad(positions) if flex else None
@@ -144,6 +150,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if inp.rotation is not None:  # the cache keeps rotated keys
             q, k = inp.rotation.new(q), inp.rotation.new(k)
+        if inp.q_scale is not None:  # log-length scaling: every backend, and the cache, see it
+            q = q * inp.q_scale[:, None].to(q.dtype)
         if cache is not None:
             k, v = cache.update(layer, k, v, inp.positions)  # (B, H, Tk, D)
         dropout_p = self.dropout if self.training else 0.0

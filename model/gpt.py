@@ -13,6 +13,7 @@ from model.attention import AttentionInputs, CausalSelfAttention, use_flex
 from model.config import ModelConfig, PosConfig
 from model.kv_cache import KVCache
 from model.positional import Positions, build_positional
+from model.positional.log_length import LOG_LENGTH, model_variants
 
 
 class MLP(nn.Module):
@@ -51,6 +52,7 @@ class GPT(nn.Module):
         self.cfg, self.pos_cfg = cfg, pos_cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.pos = build_positional(cfg, pos_cfg)  # one instance shared by every layer
+        self.log_length: Optional[int] = None  # training length of log-length scaling (a variant)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
@@ -80,13 +82,27 @@ class GPT(nn.Module):
 
     @property
     def variants(self) -> tuple[str, ...]:
-        """The encoding's inference-time context extensions (e.g. RoPE's scalings), or ()."""
-        return self.pos.variants
+        """Inference-time context extensions, the first being the trained model: the encoding's
+        own (RoPE's scalings) or "none", then log-length scaling ("logn", log_length.py)."""
+        return model_variants(self.pos.variants)
 
     def set_variant(self, name: Optional[str], factor: float = 1.0) -> None:
-        """Switch the encoding to context extension `name` for `factor` x the training length,
-        without retraining (None: back to the trained configuration)."""
-        self.pos.set_variant(name, factor)
+        """Switch to context extension `name` for `factor` x the training length, without
+        retraining (None: back to the trained configuration)."""
+        if name is not None and name not in self.variants:
+            raise ValueError(f"unknown variant {name!r}: this model offers {list(self.variants)}")
+        own = name in self.pos.variants
+        self.pos.set_variant(name if own else None, factor)
+        self.log_length = self.cfg.block_size if name == LOG_LENGTH else None
+
+    def variant_note(self, name: str) -> str:
+        """What variant `name` does, for eval.json and the report."""
+        if name == LOG_LENGTH:
+            return (f"log-length scaling (Chiang and Cholak 2022): the q.k logits of the n-th query x "
+                    f"max(1, log n / log {self.cfg.block_size}), any positional bias unscaled")
+        if name in self.pos.variants:
+            return self.pos.variant_note(name)
+        return "the trained model"
 
     def forward(
         self,
@@ -128,7 +144,7 @@ class GPT(nn.Module):
             x = x + pe.to(x.dtype)
         x = self.drop(x)
         flex = use_flex(self.pos, self.cfg, idx.is_cuda, cache is not None, self.training)
-        inp = AttentionInputs(self.pos, positions, flex)
+        inp = AttentionInputs(self.pos, positions, flex, self.log_length)
         for layer, block in enumerate(self.blocks):
             x = block(x, inp, cache, layer)
         if cache is not None and not positions.is_fixed:

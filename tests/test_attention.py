@@ -26,7 +26,7 @@ def qkv(B=2, H=4, Tq=24, Tk=24, D=16, seed=0, **kw):
     return [torch.randn(B, H, T, D, generator=g, **kw) for T in (Tq, Tk, Tk)]
 
 
-@pytest.mark.parametrize("encoding", ["nope", "alibi", "t5"])
+@pytest.mark.parametrize("encoding", ["nope", "alibi", "t5", "fire", "kerple"])
 @pytest.mark.parametrize("start,length", [(0, 24), (16, 8), (23, 1)])
 def test_sdpa_paths_match_reference(encoding, start, length):
     """is_causal (no cache), no mask (one-token decode), float mask (bias or cached chunk)."""

@@ -94,6 +94,8 @@ def test_report_tables_match_the_metrics_files(tmp_path):
             "phases": {"training": 1.0}, "wall_s": 1.0}
     report = write_report(tmp_path / "report", records, job, info)
     tables = md_tables(report.read_text())
+    assert "- `rope + yarn`: YaRN, dims ramp" in report.read_text()  # which ramp the row used
+    assert "- `learned + logn`: log-length scaling" in report.read_text()
 
     training = {row["encoding"]: row for row in tables["Training"]}
     for enc in ("learned", "rope"):
@@ -104,7 +106,8 @@ def test_report_tables_match_the_metrics_files(tmp_path):
 
     for protocol, title in (("nonoverlap", "non-overlapping windows"), ("sliding", "sliding window, stride 8")):
         rows = {row["encoding"]: row for row in tables[title]}
-        assert set(rows) == {"learned", "rope", "rope + linear", "rope + ntk", "rope + dynamic", "rope + yarn"}
+        assert set(rows) == {"learned", "learned + logn", "rope", "rope + linear", "rope + ntk", "rope + dynamic",
+                             "rope + yarn", "rope + logn"}
         for label, row in rows.items():
             enc, _, variant = label.partition(" + ")
             for length in (8, 16, 32):
@@ -113,7 +116,7 @@ def test_report_tables_match_the_metrics_files(tmp_path):
                 for seed in (0, 1):
                     ev = load_run(tmp_path / "runs" / f"{enc}-s{seed}").eval
                     (r,) = [r for r in ev["sets"]["small"]["rows"] if r["length"] == length
-                            and r["protocol"] == protocol and r["variant"] == (variant or ("none" if enc == "rope" else None))]
+                            and r["protocol"] == protocol and r["variant"] == (variant or "none")]
                     ppls.append(r["ppl"])
                 if enc == "learned" and length > 8:
                     assert cell == "n/a (table length 8)"

@@ -134,16 +134,19 @@ def test_learned_past_its_table_is_na_and_position_loss_stops_there():
     model = tiny_model("learned", block_size=8, **SMALL)
     result = evaluate_model(model, tiny_eval_cfg(), {"t": random_text([60, 40])}, CPU, log=lambda s: None)
     rows = rows_of(result)
-    assert rows[(None, 16, "nonoverlap")]["ppl"] is None
-    assert rows[(None, 16, "sliding")]["note"] == "n/a (table length 8)"
-    assert rows[(None, 8, "nonoverlap")]["ppl"] > 1
-    (curve,) = result["sets"]["t"]["position_loss"]
-    assert curve["length"] == 8 and len(curve["loss"]) == 8
+    assert result["variants"] == ["none", "logn"]  # the trained model and log-length scaling
+    for variant in ("none", "logn"):
+        assert rows[(variant, 16, "nonoverlap")]["ppl"] is None
+        assert rows[(variant, 16, "sliding")]["note"] == "n/a (table length 8)"
+    assert rows[("none", 8, "nonoverlap")]["ppl"] > 1
+    assert rows[("logn", 8, "nonoverlap")]["ppl"] == rows[("none", 8, "nonoverlap")]["ppl"]  # scored once
+    assert [c["length"] for c in result["sets"]["t"]["position_loss"]] == [8, 8]
+    assert all(len(c["loss"]) == 8 for c in result["sets"]["t"]["position_loss"])
 
 
 def test_rope_variants_share_factor_1_and_differ_past_it():
     model = tiny_model("rope", block_size=8, **SMALL)
-    kinds = [k.value for k in RopeScalingKind]
+    kinds = [k.value for k in RopeScalingKind] + ["logn"]
     result = evaluate_model(model, tiny_eval_cfg(), {"t": random_text([60, 40])}, CPU, log=lambda s: None)
     rows = rows_of(result)
     for protocol in ("nonoverlap", "sliding"):
@@ -153,6 +156,8 @@ def test_rope_variants_share_factor_1_and_differ_past_it():
         assert len(set(past)) == len(kinds)  # factor 2: each variant changes the numbers
     assert len(result["sets"]["t"]["position_loss"]) == len(kinds)
     assert model.pos.scaling.kind == RopeScalingKind.none  # the checkpoint's own scaling is back
+    assert model.log_length is None
+    assert result["variant_notes"]["yarn"].startswith("YaRN, dims ramp")
 
 
 def test_each_length_scores_the_same_tokens_in_the_result():
@@ -236,3 +241,26 @@ def test_evaluate_cli_writes_eval_json(tmp_path):
     assert {(r["variant"], r["length"], r["protocol"]) for r in rows} == {
         (v, L, p) for v in ("none", "yarn") for L in (16, 32) for p in ("nonoverlap", "sliding")}
     assert result["sets"]["books"]["num_documents"] == 2
+
+
+def test_eval_variants_filters_each_model_and_falls_back_to_the_trained_model():
+    text = {"t": random_text([60, 40])}
+    alibi, rope = tiny_model("alibi", block_size=8, **SMALL), tiny_model("rope", block_size=8, **SMALL)
+    for model, chosen, expected in [
+        (alibi, ["yarn"], {"none"}),  # offers none of them: scored as trained
+        (alibi, ["none", "logn"], {"none", "logn"}),
+        (rope, ["none", "logn"], {"none", "logn"}),
+        (rope, ["yarn", "logn"], {"yarn", "logn"}),
+    ]:
+        result = evaluate_model(model, tiny_eval_cfg(variants=chosen), text, CPU, log=lambda s: None)
+        assert {r["variant"] for r in result["sets"]["t"]["rows"]} == expected, (model.pos_cfg.name, chosen)
+    with pytest.raises(ValueError, match="not a variant of any encoding"):
+        tiny_eval_cfg(variants=["bogus"])
+
+
+def test_logn_rows_differ_past_L_for_an_encoding_without_variants():
+    model = tiny_model("nope", block_size=8, **SMALL)
+    rows = rows_of(evaluate_model(model, tiny_eval_cfg(), {"t": random_text([60, 40])}, CPU, log=lambda s: None))
+    for protocol in ("nonoverlap", "sliding"):
+        assert rows[("logn", 8, protocol)]["ppl"] == rows[("none", 8, protocol)]["ppl"]
+        assert rows[("logn", 16, protocol)]["ppl"] != rows[("none", 16, protocol)]["ppl"]

@@ -193,3 +193,46 @@ def test_scores_depend_only_on_relative_offset(scaling, pairing):
     plain = (q * k).sum(-1) * factor**2  # (64, 1, 1)
     diagonal = scores.diagonal(dim1=-2, dim2=-1)  # (64, 1, T)
     torch.testing.assert_close(diagonal, plain.expand(64, 1, T), atol=1e-4, rtol=1e-4)
+
+
+def paper_yarn_angles(length: int, factor: float, orig_len: int = BLOCK, alpha: float = 1.0, beta: float = 32.0):
+    """Peng et al. 2023 (YaRN), Sec. 3.2 in plain math: theta_d = base^(-2d/|D|), r(d) =
+    L theta_d / (2 pi) rotations over the original context, gamma(r) = 0 below alpha, 1 above
+    beta, (r - alpha) / (beta - alpha) between; h(theta_d) = (1 - gamma) theta_d / s + gamma theta_d.
+    Returns the (T, |D|/2) angles p h(theta_d) and the attention factor 0.1 ln s + 1."""
+    rows = []
+    for p in range(length):
+        row = []
+        for d in range(HEAD_DIM // 2):
+            theta = BASE ** (-2 * d / HEAD_DIM)
+            r = orig_len * theta / (2 * math.pi)
+            gamma = 0.0 if r < alpha else 1.0 if r > beta else (r - alpha) / (beta - alpha)
+            row.append(p * ((1 - gamma) * theta / factor + gamma * theta))
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.float64), 0.1 * math.log(factor) + 1
+
+
+@pytest.mark.parametrize("factor", [2.0, 4.0, 8.0])
+def test_yarn_rotations_ramp_equals_the_papers_gamma(factor):
+    rope = our_rope("yarn", factor, yarn_ramp="rotations")
+    rotation = rope.rotation(Positions.make(0, 200, "cpu"))
+    angles, mscale = paper_yarn_angles(200, factor)
+    half = HEAD_DIM // 2  # half pairing: each frequency fills channel i and i + D/2
+    # float32 angles up to 200 rad are exact to about 2e-5
+    torch.testing.assert_close(rotation.cos[:, :half].double(), angles.cos() * mscale, atol=5e-5, rtol=0)
+    torch.testing.assert_close(rotation.sin[:, :half].double(), angles.sin() * mscale, atol=5e-5, rtol=0)
+
+
+def test_yarn_ramps_differ_and_default_is_the_authors_dims_ramp():
+    """At head dim 16 and L = 64 the two ramps give different frequencies (so the option matters);
+    the default is the dims ramp of the released code, which HF's test above reproduces."""
+    from model.positional.rope_scaling import YarnRamp, yarn
+
+    assert RopeScaling().yarn_ramp is YarnRamp.dims
+    sc = dict(kind=RopeScalingKind.yarn, factor=8.0)
+    dims, _ = yarn(BASE, HEAD_DIM, RopeScaling(**sc), BLOCK, BLOCK)
+    rotations, _ = yarn(BASE, HEAD_DIM, RopeScaling(**sc, yarn_ramp=YarnRamp.rotations), BLOCK, BLOCK)
+    assert ((dims - rotations).abs() / dims).max() > 0.3
+    assert "rotations ramp" in our_rope("yarn", 4.0, yarn_ramp="rotations").variant_note("yarn")
+    with pytest.raises(ValueError, match="beta_fast"):
+        our_rope("yarn", 4.0, yarn_ramp="rotations", beta_fast=1.0, beta_slow=2.0).rotation(Positions.make(0, 4, "cpu"))

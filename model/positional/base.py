@@ -16,7 +16,8 @@ does as class attributes, and implements only the hooks of its family (the other
 
 An encoding may also bound the length (`max_positions`), change the token embeddings' scale
 (`token_scale`, `token_init_std`), offer inference-time context-extension variants (`variants`,
-`set_variant`), and ask for the cache to be recomputed when the sequence grows
+`set_variant`, `variant_note`; the model adds log-length scaling to every encoding, log_length.py),
+and ask for the cache to be recomputed when the sequence grows
 (`recompute_on_growth`). Everything outside model/positional/ reads these, never a name.
 
 The model builds a `Positions` once per forward and hands it to the encoding; no encoding infers a
@@ -111,6 +112,10 @@ class PositionalEncoding(nn.Module):
         the trained configuration). Takes effect at the next forward."""
         if name is not None:
             raise ValueError(f"{type(self).__name__} has no inference-time variants, got {name!r}")
+
+    def variant_note(self, name: str) -> str:
+        """What variant `name` does, in a few words, for eval.json and the report."""
+        return name
 
     def embedding_parameters(self) -> int:
         """Parameters that count as embeddings (a learned position table), for param counts."""

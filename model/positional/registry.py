@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from model.config import ModelConfig, PosConfig
 from model.positional.base import Family, PositionalEncoding
+from model.positional.log_length import model_variants
 
 _REGISTRY: dict[str, type[PositionalEncoding]] = {}
 
@@ -86,8 +87,9 @@ def config_classes() -> dict[str, type[PosConfig]]:
 
 
 def all_variants() -> list[str]:
-    """Every inference-time variant name any registered encoding offers."""
-    return list(dict.fromkeys(v for name in encoding_names() for v in _REGISTRY[name].variants))
+    """Every inference-time variant name a model of any registered encoding offers (its
+    encoding's own and the model-level ones, log_length.model_variants)."""
+    return list(dict.fromkeys(v for name in encoding_names() for v in model_variants(_REGISTRY[name].variants)))
 
 
 def option_names(name: str) -> list[str]:

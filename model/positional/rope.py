@@ -19,7 +19,7 @@ from torch import Tensor
 from model.config import ModelConfig, PosConfig
 from model.positional.base import Family, PositionalEncoding, Positions, Rotation
 from model.positional.registry import register
-from model.positional.rope_scaling import SCALINGS, RopeScaling, RopeScalingKind
+from model.positional.rope_scaling import SCALINGS, RopeScaling, RopeScalingKind, YarnRamp
 
 
 class Pairing(str, Enum):
@@ -82,6 +82,16 @@ class RotaryPositions(PositionalEncoding):
             return self.set_scaling(self.trained_scaling)
         kind = RopeScalingKind(name)
         self.set_scaling(replace(self.trained_scaling, kind=kind, factor=factor if kind is not RopeScalingKind.none else 1.0))
+
+    def variant_note(self, name: str) -> str:
+        kind = RopeScalingKind(name)
+        if kind is RopeScalingKind.none:
+            return "the trained model (no scaling)"
+        if kind is RopeScalingKind.yarn:
+            sc = self.trained_scaling
+            return (f"YaRN, {YarnRamp(sc.yarn_ramp).value} ramp (pos.scaling.yarn_ramp), "
+                    f"beta_fast {sc.beta_fast:g}, beta_slow {sc.beta_slow:g}, factor = length / L")
+        return f"{kind.value} scaling, factor = length / L"
 
     def set_scaling(self, scaling: RopeScaling) -> None:
         """Switch the context extension (no retraining; takes effect at the next forward)."""

@@ -25,12 +25,24 @@ class RopeScalingKind(str, Enum):
     yarn = "yarn"  # Peng et al. 2023
 
 
+class YarnRamp(str, Enum):
+    """Where YaRN's interpolation ramp runs (both go from interpolation at `beta_slow` rotations
+    over the original context to extrapolation at `beta_fast`)."""
+
+    # linear in the dimension index between the rounded correction dimensions: the authors' code
+    # (jquesnelle/yarn) and Hugging Face
+    dims = "dims"
+    # linear in the number of rotations r: the paper's gamma(r) (Peng et al. 2023, Sec. 3.2)
+    rotations = "rotations"
+
+
 @dataclass
 class RopeScaling:
     """Inference-time context extension. `factor` is s = target length / training length.
 
     `original_max_len` is the training context (0 means the model's `block_size`).
-    `beta_fast` / `beta_slow` bound YaRN's ramp (in rotations over the original context).
+    `beta_fast` / `beta_slow` bound YaRN's ramp (in rotations over the original context), and
+    `yarn_ramp` says where it runs (see YarnRamp; default: the authors' released code).
     """
 
     kind: RopeScalingKind = RopeScalingKind.none
@@ -38,6 +50,7 @@ class RopeScaling:
     original_max_len: int = 0
     beta_fast: float = 32.0
     beta_slow: float = 1.0
+    yarn_ramp: YarnRamp = YarnRamp.dims
 
 
 def base_inv_freq(base: float, dim: int, device=None) -> Tensor:
@@ -69,9 +82,22 @@ def dynamic(base: float, dim: int, sc: RopeScaling, orig_len: int, seq_len: int,
 
 
 def yarn(base: float, dim: int, sc: RopeScaling, orig_len: int, seq_len: int, device=None):
-    """YaRN (Peng et al. 2023, Sec. 3.2-3.4): per-dimension ramp between extrapolation (dims that
-    rotate more than `beta_fast` times over L keep theta_i) and interpolation (fewer than
-    `beta_slow` rotations get theta_i / s); attention temperature sqrt(1/t) = 0.1 ln(s) + 1."""
+    """YaRN (Peng et al. 2023, Sec. 3.2-3.4): "NTK-by-parts" interpolation, each frequency
+    theta_d mixed as (1 - gamma) theta_d / s + gamma theta_d, gamma = 1 (extrapolate) for
+    dimensions that rotate more than `beta_fast` times over L and 0 (interpolate) for fewer than
+    `beta_slow`, with a ramp in between (`sc.yarn_ramp`, see YarnRamp); attention temperature
+    sqrt(1/t) = 0.1 ln(s) + 1."""
+    inv_freq = base_inv_freq(base, dim, device)
+    extrapolate = YARN_RAMPS[YarnRamp(sc.yarn_ramp)](base, dim, sc, orig_len, inv_freq)  # gamma, (dim/2,)
+    inv_freq = inv_freq / sc.factor * (1 - extrapolate) + inv_freq * extrapolate
+    attention_factor = 0.1 * math.log(sc.factor) + 1.0 if sc.factor > 1 else 1.0
+    return inv_freq, attention_factor
+
+
+def yarn_ramp_dims(base: float, dim: int, sc: RopeScaling, orig_len: int, inv_freq: Tensor) -> Tensor:
+    """The YaRN authors' code (jquesnelle/yarn, scaled_rope; Hugging Face's `_compute_yarn_parameters`
+    copies it): the dimensions whose wavelength fits beta_fast and beta_slow times into L, rounded
+    outwards (floor, ceil), and gamma linear in the dimension index between them, clamped to [0, 1]."""
 
     def dim_for_rotations(rotations: float) -> float:
         # the dimension index whose wavelength fits `rotations` times into the original context
@@ -81,12 +107,21 @@ def yarn(base: float, dim: int, sc: RopeScaling, orig_len: int, seq_len: int, de
     high = min(math.ceil(dim_for_rotations(sc.beta_slow)), dim - 1)
     if low == high:
         high += 0.001  # avoid a zero-width ramp
-    ramp = ((torch.arange(dim // 2, dtype=torch.float32, device=device) - low) / (high - low)).clamp(0, 1)
-    extrapolate = 1 - ramp  # 1: keep the original frequency, 0: interpolate by s
-    inv_freq = base_inv_freq(base, dim, device)
-    inv_freq = inv_freq / sc.factor * (1 - extrapolate) + inv_freq * extrapolate
-    attention_factor = 0.1 * math.log(sc.factor) + 1.0 if sc.factor > 1 else 1.0
-    return inv_freq, attention_factor
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32, device=inv_freq.device) - low) / (high - low)).clamp(0, 1)
+    return 1 - ramp
+
+
+def yarn_ramp_rotations(base: float, dim: int, sc: RopeScaling, orig_len: int, inv_freq: Tensor) -> Tensor:
+    """The paper's ramp (Peng et al. 2023, Sec. 3.2, "NTK-by-parts"): dimension d rotates
+    r = L / lambda_d = L theta_d / (2 pi) times over the original context, and
+    gamma(r) = (r - alpha) / (beta - alpha) clamped to [0, 1], alpha = beta_slow, beta = beta_fast."""
+    if sc.beta_fast <= sc.beta_slow:
+        raise ValueError(f"pos.scaling.beta_fast ({sc.beta_fast}) must exceed beta_slow ({sc.beta_slow})")
+    rotations = orig_len * inv_freq / (2 * math.pi)
+    return ((rotations - sc.beta_slow) / (sc.beta_fast - sc.beta_slow)).clamp(0, 1)
+
+
+YARN_RAMPS = {YarnRamp.dims: yarn_ramp_dims, YarnRamp.rotations: yarn_ramp_rotations}
 
 
 SCALINGS: dict[RopeScalingKind, Callable[..., tuple[Tensor, float]]] = {
