@@ -27,6 +27,7 @@ from data.prepare import ensure_prepared
 from data.tokens import read_meta
 from evaluation.config import EvalConfig, SamplesConfig
 from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
+from evaluation.probes.run import run_probes
 from evaluation.report import write_report
 from evaluation.runs import EVAL_FILE, SAMPLES_FILE, load_run, read_json
 from evaluation.samples import samples_record, sample_stories
@@ -132,7 +133,9 @@ def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     model, train_cfg = load_model(spec.run_dir, device)
     print(f"eval {spec.run_dir.name} ({ident['checkpoint']}):")
-    result = ident | evaluate_model(model, cfg, load_texts(cfg, train_cfg["data"]["tokenizer"]), device)
+    texts = load_texts(cfg, train_cfg["data"]["tokenizer"])
+    result = ident | evaluate_model(model, cfg, texts, device)
+    result["probes"] = run_probes(model, cfg, texts, train_cfg["data"]["tokenizer"], device)
     print(format_rows(result))
     write_json(spec.run_dir / EVAL_FILE, result)
     return result

@@ -66,6 +66,15 @@ class Task:
         return (self.set_name, variant, self.length, self.protocol)
 
 
+def eval_variants(model, cfg: EvalConfig) -> list[Optional[str]]:
+    """The inference-time variants to evaluate: the RoPE scalings for RoPE, [None] otherwise."""
+    is_rope = model.pos_cfg.name == "rope"
+    variants = [RopeScalingKind(k).value for k in cfg.rope_scalings] if is_rope else [None]
+    if is_rope and not variants:
+        raise ValueError("eval.rope_scalings is empty: list at least `none` for a RoPE checkpoint")
+    return variants
+
+
 def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list[Task], dict[str, Chunks]]:
     """Every (set, variant, length, protocol) to run, and the chunks scored on each set."""
     if cfg.stride < 1:
@@ -74,10 +83,7 @@ def plan_tasks(model, cfg: EvalConfig, texts: dict[str, EvalText]) -> tuple[list
         raise ValueError(f"eval.batch_tokens must be >= 1, got {cfg.batch_tokens}")
     lengths = eval_lengths(model.cfg.block_size, cfg.multipliers)
     size = chunk_size(lengths)
-    is_rope = model.pos_cfg.name == "rope"
-    variants = [RopeScalingKind(k).value for k in cfg.rope_scalings] if is_rope else [None]
-    if is_rope and not variants:
-        raise ValueError("eval.rope_scalings is empty: list at least `none` for a RoPE checkpoint")
+    variants = eval_variants(model, cfg)
     limit = model.max_positions
     longest = max((L for L in lengths if limit is None or L <= limit), default=None)
     tasks, chunks = [], {}

@@ -7,13 +7,18 @@ Backends (all equal to softmax(QK^T / sqrt(d) + bias + mask) V, tested against t
   fixed-shape decode steps over the whole cache. `is_causal` is aligned to the upper left, which is
   wrong once Tq != Tk, so the mask is built from absolute positions (key position <= query position);
 - FlexAttention: bias encodings on CUDA without a cache; the bias becomes a `score_mod` and the
-  causal mask a block mask, so no (T, T) tensor is materialised.
+  causal mask a block mask, so no (T, T) tensor is materialised;
+- explicit: softmax computed in plain PyTorch, used only while an attention recorder is set
+  (`record_attention`), which receives every layer's (B, H, Tq, Tk) probabilities.
 """
 
 from __future__ import annotations
 
+import math
+
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +35,7 @@ class AttentionInputs:
 
     def __init__(self, pos: PositionalEncoding, positions: Positions, use_flex: bool):
         self.positions = positions
+        self.pos = pos
         self.rotation: Optional[Rotation] = pos.rotation(positions)
         self.score_mod: Optional[ScoreMod] = pos.score_mod(positions) if use_flex else None
         self.score_mod_grad: Optional[GradHook] = pos.score_mod_grad(positions) if use_flex else None
@@ -91,6 +97,37 @@ def sdpa_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, dropout_p
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
+AttentionRecorder = Callable[[int, Tensor, Positions], None]  # (layer, (B, H, Tq, Tk) probabilities, positions)
+
+
+def explicit_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, dropout_p: float,
+                    recorder: AttentionRecorder, layer: int) -> Tensor:
+    """softmax(QK^T / sqrt(d) + bias + causal mask) V in plain PyTorch; `recorder` sees the
+    probabilities (before dropout)."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
+    scores = scores + causal_float_mask(inp.positions, scores.dtype)
+    bias = inp.bias if inp.bias is not None else inp.pos.bias(inp.positions)  # flex leaves inp.bias unset
+    if bias is not None:
+        scores = scores + bias.to(scores.dtype)
+    probs = torch.softmax(scores.float(), dim=-1)
+    recorder(layer, probs, inp.positions)
+    return F.dropout(probs, dropout_p).to(v.dtype) @ v
+
+
+@contextmanager
+def record_attention(model: nn.Module, recorder: AttentionRecorder) -> Iterator[None]:
+    """Within the block, every attention layer of `model` takes the explicit path and hands its
+    probabilities to `recorder`."""
+    layers = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+    for m in layers:
+        m.recorder = recorder
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.recorder = None
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -100,6 +137,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.recorder: Optional[AttentionRecorder] = None  # set by record_attention
 
     def forward(self, x: Tensor, inp: AttentionInputs, cache: Optional[KVCache], layer: int) -> Tensor:
         B, T, C = x.shape
@@ -111,7 +149,9 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, k, v, inp.positions)  # (B, H, Tk, D)
         dropout_p = self.dropout if self.training else 0.0
-        if inp.score_mod is not None:
+        if self.recorder is not None:
+            y = explicit_attend(q, k, v, inp, dropout_p, self.recorder, layer)
+        elif inp.score_mod is not None:
             y, lse = flex_attend(q, k, v, inp.score_mod)
             if inp.score_mod_grad is not None:
                 y = inp.score_mod_grad(y, q, k, v, lse)
