@@ -16,7 +16,7 @@ from evaluation.probes.attention import attention_stats
 from evaluation.probes.config import Probe
 from evaluation.probes.forward import Forward, fits, use_variant
 from evaluation.probes.placement import spread_positions
-from evaluation.probes.repeat import distances_of, plan_spans, repeat_rows
+from evaluation.probes.repeat import distances_of, plan_spans, repeat_rows, usable_context
 from evaluation.probes.retrieval import retrieval_rows
 from evaluation.text import EvalText
 from training.precision import autocast, resolve_dtype
@@ -155,5 +155,32 @@ def run_probes(model, cfg: EvalConfig, texts: dict[str, EvalText], tokenizer: st
             model.set_rope_scaling(original)
     out["seconds"] = time.perf_counter() - t0
     out["tokens_forwarded"] = total
-    log(f"probes: {total:,} tokens forwarded in {out['seconds']:.1f} s")
+    log(format_probes(out, model.pos_cfg.name))
     return out
+
+
+def format_probes(out: dict, encoding: str) -> str:
+    """Plain-text summary: usable context and gains per set and variant, retrieval accuracy per
+    length, attention mass past L per length (means over heads)."""
+    lines = [f"probes: {out['tokens_forwarded']:,} tokens forwarded in {out['seconds']:.1f} s"]
+    for name, s in out.get("repeat", {}).get("sets", {}).items():
+        for v in s["variants"]:
+            ok = [r for r in v["rows"] if r["note"] is None]
+            best, nxt = usable_context([r["distance"] for r in ok], [r["gain_low"] for r in ok])
+            gains = " ".join(f"{r['distance']}:{r['gain']:+.2f}" for r in ok)
+            lines.append(f"  repeat {name} {v['variant'] or encoding}: usable context {best} (next {nxt}); "
+                         f"gain by distance {gains}")
+    for v in out.get("retrieval", {}).get("variants", []):
+        acc: dict = {}
+        for r in v["rows"]:
+            if r["note"] is None:
+                acc.setdefault(r["length"], []).append(r["accuracy"])
+        lines.append(f"  retrieval {v['variant'] or encoding}: accuracy by length "
+                     + " ".join(f"{T}:{np.mean(a):.2f}" for T, a in acc.items()))
+    att = out.get("attention", {})
+    for v in att.get("variants", []):
+        far = np.array(v["far_mass"], dtype=float)  # (layer, head, length), NaN up to L
+        lines.append(f"  attention {v['variant'] or encoding}: mass past L by length "
+                     + " ".join(f"{T}:{np.nanmean(far[..., j]):.3f}" for j, T in enumerate(att["lengths"])
+                                if np.isfinite(far[..., j]).any()))
+    return "\n".join(lines)
