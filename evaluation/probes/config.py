@@ -20,7 +20,7 @@ class RepeatProbeConfig:
 
     distances: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0, 8.0])  # x L
     span: int = 16  # tokens per span
-    spans: int = 12  # spans per set, spread evenly over its documents; the same at every distance
+    spans: int = 8  # spans per set, spread evenly over its documents; the same at every distance
     sets: Optional[list[str]] = None  # eval sets to take the text from; null: every set
 
 
@@ -35,7 +35,7 @@ class RetrievalProbeConfig:
                                                       " hat", " boat"])
     key: str = " The secret word is{word}."
     query: str = " The secret word is"
-    fillers: int = 2  # filler pieces, from `set`
+    fillers: int = 1  # filler pieces, from `set`
     set: Optional[str] = None  # eval set the filler comes from; null: the first set
 
 
