@@ -15,7 +15,6 @@ Backends (all equal to softmax(QK^T / sqrt(d) + bias + mask) V, tested against t
 from __future__ import annotations
 
 import math
-
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Callable, Iterator, Optional

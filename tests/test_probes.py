@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
 from data.encode import get_tokenizer
 from evaluation.config import EvalConfig, EvalSetConfig
 from evaluation.probes.attention import AttentionStats, attention_stats
-from evaluation.probes.config import Probe, RetrievalProbeConfig
+from evaluation.probes.config import RetrievalProbeConfig
 from evaluation.probes.forward import Forward
 from evaluation.probes.repeat import RepeatInputs, distances_of, plan_spans, repeat_rows, usable_context
 from evaluation.probes.retrieval import build_inputs, retrieval_rows

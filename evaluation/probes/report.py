@@ -18,11 +18,13 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def fmt_usable(best: Optional[int], nxt: Optional[int], first: int) -> str:
-    """`d*` with the bracket the gain disappears in: "256 [256, 512)", "< 32", ">= 1024"."""
+def fmt_usable(best: Optional[int], nxt: Optional[int], first: int, untested: bool) -> str:
+    """d* and where the gain is gone: "256 (gone by 512)", "< 32", ">= 1024 (all tested)"."""
     if best is None:
         return f"< {first}"
-    return f">= {best}" if nxt is None else f"{best} [{best}, {nxt})"
+    if nxt is None:
+        return f">= {best} " + ("(longer: n/a)" if untested else "(all tested)")
+    return f"{best} (gone by {nxt})"
 
 
 def repeat_table(curves: list[RepeatCurve], block_size: int) -> str:
@@ -32,7 +34,7 @@ def repeat_table(curves: list[RepeatCurve], block_size: int) -> str:
         fitted = [d for d, n in zip(c.distances, c.notes) if n is None]
         cells = [n if n is not None else f"{g:.2f} [{lo:.2f}, {hi:.2f}]"
                  for g, lo, hi, n in zip(c.gain, c.low, c.high, c.notes)]
-        usable = fmt_usable(*c.usable, distances[0]) if fitted else "n/a"
+        usable = fmt_usable(*c.usable, distances[0], len(fitted) < len(distances)) if fitted else "n/a"
         rows.append([c.label, usable] + cells)
     header = ["encoding", "usable context (tokens)"] + [f"d={d} ({d / block_size:g}x)" for d in distances]
     return _md_table(header, rows)

@@ -57,8 +57,9 @@ class ProbePlan:
                 raise ValueError(f"eval.attention.windows must be >= 1, got {a.windows}")
             self.attention_set = _set_name("eval.attention.set", a.set, texts)
             self.attention_lengths = [T for T in eval_lengths(L, cfg.multipliers) if fits(model, T)]
-            self.attention_starts = spread_positions(texts[self.attention_set].docs, 0, max(self.attention_lengths),
-                                                     a.windows, "eval.attention.windows")
+            self.attention_starts = spread_positions(texts[self.attention_set].docs, 0,
+                                                     max(self.attention_lengths, default=0), a.windows,
+                                                     "eval.attention.windows")
             self.work["attention"] = a.windows * sum(self.attention_lengths)
 
     def describe(self, cfg: EvalConfig) -> str:
@@ -109,45 +110,16 @@ def run_probes(model, cfg: EvalConfig, texts: dict[str, EvalText], tokenizer: st
     out: dict = {}
     try:
         for variant in plan.variants:
-            def at(T, what=""):
+            def at(T: int, what: str) -> None:
                 use_variant(model, variant, T)
                 bar.set_postfix_str(f"{variant or model.pos_cfg.name} {what} T={T}")
 
             if Probe.repeat in plan.probes:
-                r = cfg.repeat
-                rep = out.setdefault("repeat", {"span": r.span, "spans": r.spans, "distances": plan.distances,
-                                                "sets": {}})
-                for name, starts in plan.spans.items():
-                    s = rep["sets"].setdefault(name, {"starts": starts.tolist(), "variants": []})
-                    rows = repeat_rows(forward, model, texts[name].tokens, starts, plan.distances, r.span,
-                                       lambda T: at(T, f"repeat {name}"))
-                    s["variants"].append({"variant": variant, "rows": rows})
+                _run_repeat(out, plan, cfg, forward, model, texts, variant, at)
             if Probe.retrieval in plan.probes:
-                r = cfg.retrieval
-                ret = out.setdefault("retrieval", {
-                    "set": plan.retrieval_set, "words": list(r.words), "key": r.key, "query": r.query,
-                    "lengths": plan.retrieval_lengths, "depths": list(r.depths), "fillers": r.fillers, "variants": []})
-                text = texts[plan.retrieval_set]
-                rows = retrieval_rows(forward, model, get_tokenizer(tokenizer), text.tokens, text.docs, r,
-                                      plan.retrieval_lengths, lambda T: at(T, "retrieval"))
-                ret["variants"].append({"variant": variant, "rows": rows})
-            if Probe.attention in plan.probes:
-                att = out.setdefault("attention", {"set": plan.attention_set, "windows": cfg.attention.windows,
-                                                   "lengths": plan.attention_lengths, "variants": []})
-                tokens = texts[plan.attention_set].tokens
-                per_length = []
-                for T in plan.attention_lengths:
-                    at(T, "attention")
-                    windows = np.asarray(tokens)[plan.attention_starts[:, None] + np.arange(T)]  # (W, T)
-                    per_length.append(attention_stats(model, windows, device, forward.autocast, cfg.batch_tokens,
-                                                      bar.update))
-                far = [s.far_mass() for s in per_length]
-                att["variants"].append({
-                    "variant": variant,
-                    "mean_distance": np.stack([s.mean_distance() for s in per_length], axis=-1).tolist(),
-                    "far_mass": [[[None if f is None else float(f[l, h]) for f in far]
-                                  for h in range(model.cfg.n_head)] for l in range(model.cfg.n_layer)],
-                })
+                _run_retrieval(out, plan, cfg, forward, model, texts, tokenizer, variant, at)
+            if Probe.attention in plan.probes and plan.attention_lengths:  # none: no length fits
+                _run_attention(out, plan, cfg, forward, model, texts, variant, at, device, bar.update)
     finally:
         bar.close()
         model.train(was_training)
@@ -157,6 +129,46 @@ def run_probes(model, cfg: EvalConfig, texts: dict[str, EvalText], tokenizer: st
     out["tokens_forwarded"] = total
     log(format_probes(out, model.pos_cfg.name))
     return out
+
+
+def _run_repeat(out, plan, cfg, forward, model, texts, variant, at) -> None:
+    r = cfg.repeat
+    rep = out.setdefault("repeat", {"span": r.span, "spans": r.spans, "distances": plan.distances, "sets": {}})
+    for name, starts in plan.spans.items():
+        s = rep["sets"].setdefault(name, {"starts": starts.tolist(), "variants": []})
+        rows = repeat_rows(forward, model, texts[name].tokens, starts, plan.distances, r.span,
+                           lambda T: at(T, f"repeat {name}"))
+        s["variants"].append({"variant": variant, "rows": rows})
+
+
+def _run_retrieval(out, plan, cfg, forward, model, texts, tokenizer, variant, at) -> None:
+    r = cfg.retrieval
+    ret = out.setdefault("retrieval", {
+        "set": plan.retrieval_set, "words": list(r.words), "key": r.key, "query": r.query,
+        "lengths": plan.retrieval_lengths, "depths": list(r.depths), "fillers": r.fillers, "variants": []})
+    text = texts[plan.retrieval_set]
+    rows = retrieval_rows(forward, model, get_tokenizer(tokenizer), text.tokens, text.docs, r,
+                          plan.retrieval_lengths, lambda T: at(T, "retrieval"))
+    ret["variants"].append({"variant": variant, "rows": rows})
+
+
+def _run_attention(out, plan, cfg, forward, model, texts, variant, at, device, on_batch) -> None:
+    att = out.setdefault("attention", {"set": plan.attention_set, "windows": cfg.attention.windows,
+                                       "lengths": plan.attention_lengths, "variants": []})
+    tokens = np.asarray(texts[plan.attention_set].tokens)
+    per_length = []
+    for T in plan.attention_lengths:
+        at(T, "attention")
+        windows = tokens[plan.attention_starts[:, None] + np.arange(T)]  # (W, T)
+        per_length.append(attention_stats(model, windows, device, forward.autocast, cfg.batch_tokens, on_batch))
+    far = [s.far_mass() for s in per_length]  # per length: (layer, head), or None up to L
+    n_layer, n_head = per_length[0].mean_distance().shape
+    att["variants"].append({
+        "variant": variant,
+        "mean_distance": np.stack([s.mean_distance() for s in per_length], axis=-1).tolist(),  # (layer, head, length)
+        "far_mass": [[[None if f is None else float(f[layer, head]) for f in far] for head in range(n_head)]
+                     for layer in range(n_layer)],
+    })
 
 
 def format_probes(out: dict, encoding: str) -> str:
