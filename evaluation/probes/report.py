@@ -118,7 +118,7 @@ def probes_section(runs: dict[str, list[RunRecord]], block_size: int, out: Path)
         parts += [
             "### Key-value retrieval",
             "",
-            f"`{r['key'].format(word='<w>').strip()}` at depth {', '.join(f'{d:g}' for d in r['depths'])} of "
+            f"`{r['key'].format(word=' <w>').strip()}` at depth {', '.join(f'{d:g}' for d in r['depths'])} of "
             f"filler text from {r['set']} ({r['fillers']} filler piece(s), the same at every length), "
             f"then `{r['query'].strip()}` at the end; the {k} candidates ({', '.join(w.strip() for w in r['words'])}) "
             "are ranked by the model's next-token logits, every filler tried with every candidate as the key. "
