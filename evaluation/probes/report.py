@@ -100,7 +100,9 @@ def probes_section(runs: dict[str, list[RunRecord]], block_size: int, out: Path)
             "distance. Gain = loss on copy 1 minus loss on copy 2 over the span's tokens after the first "
             "(nats, mean over spans with its 95% t-interval; several seeds: each span's gain is averaged "
             "over seeds first). A model that reaches back d tokens and copies gains a lot; one that "
-            "cannot gains ~0. **Usable context** = the largest tested distance d* at which the gain's "
+            "cannot gains ~0; a negative gain means the second copy, d positions later, is predicted worse "
+            "than the first (a position past L hurting more than the copy helps). **Usable context** = the "
+            "largest tested distance d* at which the gain's "
             "interval lies above 0 there and at every shorter distance; the gain disappears somewhere in "
             "[d*, next tested distance). The input is 2d + |S| tokens long, so the learned table stops "
             "being testable early.",
