@@ -32,7 +32,7 @@ def repeat_table(curves: list[RepeatCurve], block_size: int) -> str:
     rows = []
     for c in curves:
         fitted = [d for d, n in zip(c.distances, c.notes) if n is None]
-        cells = [n if n is not None else f"{g:.2f} [{lo:.2f}, {hi:.2f}]"
+        cells = [n if n is not None else f"{g:.3f} [{lo:.3f}, {hi:.3f}]"
                  for g, lo, hi, n in zip(c.gain, c.low, c.high, c.notes)]
         usable = fmt_usable(*c.usable, distances[0], len(fitted) < len(distances)) if fitted else "n/a"
         rows.append([c.label, usable] + cells)
