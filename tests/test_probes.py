@@ -280,6 +280,7 @@ def test_run_probes_covers_every_variant_and_respects_the_table_and_the_switch()
         run_small("nope", small_probe_cfg(retrieval={"words": [" cat", " elephantine"]}))
 
 
+@pytest.mark.slow
 def test_report_has_the_usable_context_section(tmp_path):
     from tests.test_compare import compose_compare, fake_run
 
