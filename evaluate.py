@@ -12,6 +12,10 @@ Both protocols of Press et al. (non-overlapping windows; a sliding window scorin
 scored at every length; each checkpoint once per inference-time variant (`eval.variants`: as trained,
 RoPE's context extensions, log-length scaling `logn` for every encoding); the learned table past its
 length shows "n/a". See evaluation/extrapolation.py.
+Then the context probes of `eval.probes` (repeated span, key retrieval, attention statistics;
+evaluation/probes/):
+    python evaluate.py ckpts=[runs/rope] eval.probes=[]            # perplexity only
+    python evaluate.py ckpts=[runs/rope] eval.probes=[repeat] eval.repeat.spans=32 eval.repeat.distances=[1,4]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from configs.schema import register_configs
 from data.tokens import DataError
 from evaluation.config import EvalConfig
 from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
+from evaluation.probes.run import run_probes
 from training.checkpoint import CheckpointError, load_model_and_vocab, resolve_checkpoint
 from data.config import project_path
 
@@ -50,6 +55,7 @@ def main(cfg: DictConfig) -> None:
             texts = load_texts(eval_cfg, vocab)  # in the checkpoint's tokenizer and vocabulary
             result = {"checkpoint": str(path), "checkpoint_mtime_ns": path.stat().st_mtime_ns,
                       "eval_config": eval_container} | evaluate_model(model, eval_cfg, texts, device)
+            result["probes"] = run_probes(model, eval_cfg, texts, vocab, device)
             print(format_rows(result))
             results.append(result)
             if cfg.out is None:

@@ -28,6 +28,7 @@ from data.tokens import read_meta
 from data.vocab import Vocab
 from evaluation.config import EvalConfig, SamplesConfig
 from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
+from evaluation.probes.run import run_probes
 from evaluation.report import write_report
 from evaluation.runs import EVAL_FILE, SAMPLES_FILE, load_run, read_json
 from evaluation.samples import samples_record, sample_stories
@@ -133,7 +134,9 @@ def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     model, _, vocab = load_model_and_vocab(spec.run_dir, device)
     print(f"eval {spec.run_dir.name} ({ident['checkpoint']}):")
-    result = ident | evaluate_model(model, cfg, load_texts(cfg, vocab), device)
+    texts = load_texts(cfg, vocab)
+    result = ident | evaluate_model(model, cfg, texts, device)
+    result["probes"] = run_probes(model, cfg, texts, vocab, device)
     print(format_rows(result))
     write_json(spec.run_dir / EVAL_FILE, result)
     return result

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
+from evaluation.probes.config import AttentionProbeConfig, Probe, RepeatProbeConfig, RetrievalProbeConfig
 from model.positional import all_variants
 from training.config import Dtype
 
@@ -60,6 +61,11 @@ class EvalConfig:
     dtype: Dtype = Dtype.auto  # auto: bf16 autocast on CUDA, fp32 on CPU
     progress: bool = True  # tqdm bar
     cache_dir: str = "data/cache/eval"  # tokenized eval sets, one folder per set and tokenizer
+    # Context probes (evaluation/probes/): which to run ([] for none) and their settings.
+    probes: list[Probe] = field(default_factory=lambda: [Probe.repeat, Probe.retrieval, Probe.attention])
+    repeat: RepeatProbeConfig = field(default_factory=RepeatProbeConfig)
+    retrieval: RetrievalProbeConfig = field(default_factory=RetrievalProbeConfig)
+    attention: AttentionProbeConfig = field(default_factory=AttentionProbeConfig)
 
     def __post_init__(self) -> None:
         self.sets = {name: as_eval_set(name, s) for name, s in self.sets.items()}

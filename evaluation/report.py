@@ -14,6 +14,7 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from evaluation import plots
+from evaluation.probes.report import probes_section
 from evaluation.runs import Cell, RunRecord, by_encoding, ppl_rows, variant_notes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,6 +229,7 @@ def write_report(out: Path, records: list[RunRecord], job: dict, info: dict) -> 
     ]
     if first_eval:
         parts += _eval_section(runs, first_eval, block_size, out)
+    parts += probes_section(runs, block_size, out)
     parts += _samples_section(runs)
     path = out / "report.md"
     path.write_text("\n".join(parts).rstrip() + "\n")

@@ -9,7 +9,9 @@ Backends (all equal to softmax(QK^T / sqrt(d) + bias + mask) V, tested against t
 - FlexAttention: bias encodings on CUDA without a cache; the bias becomes a `score_mod` and the
   causal mask a block mask, so no (T, T) tensor is materialised;
 - explicit scores (softmax of a materialised (B, H, Tq, Tk) score tensor): content-aware
-  encodings (`needs_scores`), whose bias is a function of the scores themselves.
+  encodings (`needs_scores`), whose bias is a function of the scores themselves, and every layer
+  while an attention recorder is set (`record_attention`), which receives the (B, H, Tq, Tk)
+  probabilities.
 
 Log-length scaling (the `logn` variant, model/positional/log_length.py) multiplies the queries by
 their per-position scale before any backend runs, so every backend and the KV cache see it.
@@ -20,8 +22,10 @@ encoding's declared capabilities, never from its name.
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -119,18 +123,40 @@ def sdpa_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, dropout_p
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
-def explicit_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, layer: int, dropout_p: float) -> Tensor:
-    """softmax(q k^T / sqrt(d) + bias + score_bias(scores) + mask) v with the scores materialised,
-    for encodings whose bias reads the scores (`needs_scores`)."""
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, Tq, Tk)
+AttentionRecorder = Callable[[int, Tensor, Positions], None]  # (layer, (B, H, Tq, Tk) probabilities, positions)
+
+
+def explicit_attend(q: Tensor, k: Tensor, v: Tensor, inp: AttentionInputs, layer: int, dropout_p: float,
+                    recorder: Optional[AttentionRecorder] = None) -> Tensor:
+    """softmax(QK^T / sqrt(d) + bias + score_bias(scores) + causal mask) V with the scores
+    materialised: for encodings whose bias reads the scores (`needs_scores`), and for a `recorder`,
+    which sees the probabilities (before dropout)."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
     logits = scores + causal_float_mask(inp.positions, scores.dtype)
-    if inp.bias is not None:
-        logits = logits + inp.bias.to(scores.dtype)
+    bias = inp.bias if inp.bias is not None else inp.pos.bias(inp.positions)  # flex leaves inp.bias unset
+    if bias is not None:
+        logits = logits + bias.to(scores.dtype)
     extra = inp.pos.score_bias(q, scores, inp.positions, layer)
     if extra is not None:
         logits = logits + extra.to(scores.dtype)
-    probs = F.dropout(logits.softmax(dim=-1), p=dropout_p)
-    return probs @ v  # (B, H, Tq, D)
+    probs = torch.softmax(logits.float(), dim=-1)
+    if recorder is not None:
+        recorder(layer, probs, inp.positions)
+    return F.dropout(probs, dropout_p).to(v.dtype) @ v
+
+
+@contextmanager
+def record_attention(model: nn.Module, recorder: AttentionRecorder) -> Iterator[None]:
+    """Within the block, every attention layer of `model` takes the explicit path and hands its
+    probabilities to `recorder`."""
+    layers = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+    for m in layers:
+        m.recorder = recorder
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.recorder = None
 
 
 class CausalSelfAttention(nn.Module):
@@ -142,6 +168,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.recorder: Optional[AttentionRecorder] = None  # set by record_attention
 
     def forward(self, x: Tensor, inp: AttentionInputs, cache: Optional[KVCache], layer: int) -> Tensor:
         B, T, C = x.shape
@@ -155,12 +182,12 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, k, v, inp.positions)  # (B, H, Tk, D)
         dropout_p = self.dropout if self.training else 0.0
-        if inp.score_mod is not None:
+        if self.recorder is not None or inp.needs_scores:
+            y = explicit_attend(q, k, v, inp, layer, dropout_p, self.recorder)
+        elif inp.score_mod is not None:
             y, lse = flex_attend(q, k, v, inp.score_mod)
             if inp.score_mod_grad is not None:
                 y = inp.score_mod_grad(y, q, k, v, lse)
-        elif inp.needs_scores:
-            y = explicit_attend(q, k, v, inp, layer, dropout_p)
         else:
             y = sdpa_attend(q, k, v, inp, dropout_p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, H, T, D) -> (B, T, C)

@@ -141,13 +141,17 @@ def test_cpu_preset_end_to_end_reduced(tmp_path):
         "eval.multipliers=[1,2]", "eval.stride=64", "eval.variants=[none,yarn]", "eval.progress=false",
         "eval.sets.tinystories.max_tokens=128", "eval.sets.long_stories.max_tokens=128",
         f"eval.sets.long_stories.files=[{','.join(books)}]", "samples.max_new_tokens=4", "samples.num_samples=1",
+        "eval.repeat.spans=2", "eval.repeat.distances=[0.25,2]", "eval.retrieval.lengths=[1,2]",
+        "eval.retrieval.depths=[0.5]", "eval.retrieval.fillers=1", "eval.attention.windows=1",
     ])
     report = run_comparison(cfg, "test")
     text = report.read_text()
     for enc in cfg.encodings:
         assert f"| {enc} |" in text and f"**{enc}**" in text  # a training row and samples
     assert "| rope + yarn |" in text and "n/a (table length 64)" in text
-    for name in ("loss_curves", "ppl_tinystories", "ppl_long_stories", "position_loss_long_stories"):
+    assert "## Usable context" in text and "1 window(s) of tinystories per length" in text
+    for name in ("loss_curves", "ppl_tinystories", "ppl_long_stories", "position_loss_long_stories",
+                 "repeat_gain_tinystories", "repeat_gain_long_stories", "retrieval", "attention_rope"):
         assert (tmp_path / "report" / f"{name}.png").is_file()
 
     start = time.perf_counter()

@@ -231,7 +231,9 @@ def test_evaluate_cli_writes_eval_json(tmp_path):
     cmd = [sys.executable, "evaluate.py", f"ckpts=[{run}]", "eval.multipliers=[1,2]", "eval.stride=8",
            "eval.variants=[none,yarn]", "eval.progress=false", f"eval.cache_dir={tmp_path}/cache",
            "~eval.sets.tinystories", "~eval.sets.long_stories",  # replace the default sets by one
-           f"+eval.sets.books={{files:[{tmp_path}/*.txt],documents:eot,max_tokens:64}}"]
+           f"+eval.sets.books={{files:[{tmp_path}/*.txt],documents:eot,max_tokens:64}}",
+           "eval.repeat.span=4", "eval.repeat.spans=2", "eval.repeat.distances=[0.5,2]", "eval.retrieval.fillers=1",
+           "eval.retrieval.lengths=[1,2]", "eval.retrieval.depths=[0.5]"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -241,6 +243,10 @@ def test_evaluate_cli_writes_eval_json(tmp_path):
     assert {(r["variant"], r["length"], r["protocol"]) for r in rows} == {
         (v, L, p) for v in ("none", "yarn") for L in (16, 32) for p in ("nonoverlap", "sliding")}
     assert result["sets"]["books"]["num_documents"] == 2
+    probes = result["probes"]
+    assert [v["variant"] for v in probes["repeat"]["sets"]["books"]["variants"]] == ["none", "yarn"]
+    assert [r["distance"] for r in probes["repeat"]["sets"]["books"]["variants"][0]["rows"]] == [8, 32]
+    assert probes["retrieval"]["lengths"] == [16, 32] and probes["attention"]["lengths"] == [16, 32]
 
 
 def test_eval_variants_filters_each_model_and_falls_back_to_the_trained_model():
