@@ -143,7 +143,7 @@ class CausalSelfAttention(nn.Module):
         # (B, T, C) -> (B, T, H, D) -> (B, H, T, D)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if inp.rotation is not None:  # the cache keeps rotated keys
-            q, k = inp.rotation.new(q), inp.rotation.new(k)
+            q, k = inp.rotation.new(q), inp.rotation.new_keys(k)
         if cache is not None:
             k, v = cache.update(layer, k, v, inp.positions)  # (B, H, Tk, D)
         dropout_p = self.dropout if self.training else 0.0

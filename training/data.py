@@ -10,6 +10,8 @@ position in a checkpoint is just the step (and the seed, checked on resume).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from data.config import DataConfig
@@ -21,7 +23,7 @@ from training.distributed import DistEnv
 
 class TrainData:
     def __init__(self, data_cfg: DataConfig, block_size: int, batch_size: int, seed: int, env: DistEnv,
-                 grad_accum: int, eval_batches: int):
+                 grad_accum: int, eval_batches: int, position_range: Optional[int] = None):
         if env.is_main:  # one process tokenizes; the others wait, then read the same files
             folder = ensure_prepared(data_cfg)
         dist_utils.barrier(env)
@@ -30,13 +32,15 @@ class TrainData:
         self.seed, self.rank, self.grad_accum = seed, env.rank, grad_accum
         # rank=0 for every process: the stream is indexed by the global micro-batch instead.
         self.train = TrainBatches(load_tokens(folder, "train"), batch_size, block_size, seed, rank=0,
-                                  device=env.device)
+                                  device=env.device, position_range=position_range)
         self.val = ValBatches(load_tokens(folder, "val"), batch_size, block_size, max_batches=eval_batches,
                               device=env.device)
 
-    def train_batch(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """x, y (batch_size, block_size) of micro-step `micro` of optimizer step `step` (0-based)."""
-        return self.train.get(step, self.rank * self.grad_accum + micro)
+    def train_batch(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """x, y (batch_size, block_size) of micro-step `micro` of optimizer step `step` (0-based),
+        and their randomized positions (same shape; None with positions 0 .. block_size - 1)."""
+        g = self.rank * self.grad_accum + micro
+        return (*self.train.get(step, g), self.train.positions(step, g))
 
     def val_batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.val.get(i)
