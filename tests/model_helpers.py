@@ -22,8 +22,8 @@ def tiny_config(**overrides) -> ModelConfig:
 
 def tiny_model(encoding: str, scaling: str = "none", factor: float = 2.0, seed: int = 0, **cfg) -> GPT:
     """A small GPT in eval mode whose attention depends strongly on position: GPT-2's 0.02 init
-    makes attention nearly uniform, which would hide positional bugs, so q/k/v weights and T5's
-    table are drawn larger."""
+    makes attention nearly uniform, which would hide positional bugs, so q/k/v weights, T5's
+    table and CoPE's embeddings are drawn larger."""
     torch.manual_seed(seed)
     if encoding == "rope":
         pos = RotaryPositions.Config(scaling=RopeScaling(kind=RopeScalingKind(scaling), factor=factor))
@@ -34,4 +34,6 @@ def tiny_model(encoding: str, scaling: str = "none", factor: float = 2.0, seed: 
         torch.nn.init.normal_(block.attn.c_attn.weight, std=0.3)
     if encoding == "t5":
         torch.nn.init.normal_(model.pos.relative_attention_bias.weight, std=1.0)
+    if encoding == "cope":  # its embeddings start at zero: no positional signal at all
+        torch.nn.init.normal_(model.pos.pos_emb, std=1.0)
     return model
