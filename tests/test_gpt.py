@@ -19,7 +19,8 @@ def test_param_counts_match_the_architecture(encoding):
     C, V, L = cfg.n_embd, cfg.vocab_size, cfg.n_layer
     # per block: qkv (3C^2 + 3C), proj (C^2 + C), mlp (8C^2 + 5C), two LayerNorms (4C)
     per_block = 12 * C * C + 13 * C
-    extra = {"t5": 32 * cfg.n_head}.get(encoding, 0)
+    # score tables count as non-embedding: T5's (buckets, heads), CoPE's (layers, npos_max, head_dim)
+    extra = {"t5": 32 * cfg.n_head, "cope": L * 64 * (C // cfg.n_head)}.get(encoding, 0)
     embedding = V * C + (cfg.block_size * C if encoding == "learned" else 0)
     counts = tiny_model(encoding).param_counts()
     assert counts["embedding"] == embedding

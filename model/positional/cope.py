@@ -10,8 +10,9 @@ q_i . e[k] for every integer k first, then gathered and interpolated. The embedd
 
 Parameters: one (npos_max, head_dim) table per layer, shared by the heads of that layer, as in the
 paper's Appendix B code (each attention module holds its own CoPE, whose embedding broadcasts over
-batch and heads) and x-transformers' `CoPE`. `npos_max` bounds the positions (x-transformers'
-default is 16; ours, 64, counts a quarter of the 256-token training context one by one).
+batch and heads) and x-transformers' `CoPE`. `npos_max` bounds the positions: every key more than npos_max - 1
+counted tokens away shares the last embedding, which is what lets CoPE run past the training
+length (x-transformers' default is 16; ours is 64, our choice: the paper takes it as a parameter).
 
 It reads the scores, so it runs on the explicit-scores attention path (`needs_scores`). Causal and
 cacheable: p_ij sums gates of keys between j and i only, so a cached step sees what a full forward
