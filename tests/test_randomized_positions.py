@@ -161,3 +161,28 @@ def test_training_draws_the_positions_and_uses_them(tmp_path, sample_data, monke
     assert summary["best_val_loss"] is not None and summary["params"]["embedding"] > 50257 * 16 + 32 * 16
     assert len(seen) == 2 * 2 and all(p is not None and p.shape == (2, 32) and p.max() < 128 for p in seen)
     assert len({tuple(p.flatten().tolist()) for p in seen}) == len(seen)
+
+
+def test_registry_pairs_the_flag_with_the_config():
+    from dataclasses import dataclass
+
+    from model.config import PosConfig
+    from model.positional import PositionalEncoding, register
+    from model.positional.randomized import RandomizableConfig
+
+    class FlagOnly(PositionalEncoding):
+        randomizable = True
+
+        @dataclass
+        class Config(PosConfig):
+            name: str = "test_flag_only"
+
+    class ConfigOnly(PositionalEncoding):
+        @dataclass
+        class Config(RandomizableConfig):
+            name: str = "test_config_only"
+
+    for cls in (FlagOnly, ConfigOnly):
+        with pytest.raises(TypeError, match="randomizable"):
+            register(cls)
+    assert not {"test_flag_only", "test_config_only"} & set(encoding_names())
