@@ -75,8 +75,8 @@ class TrainBatches:
     block_size: the input length T; each window reads T + 1 tokens.
     seed, rank: the run's seed and this process's DDP rank (both >= 0).
     device: where the batches go; on CUDA through pinned memory with non-blocking copies.
-    position_range: N >= block_size for randomized positions (`positions`): each window sits at a
-        sorted random subset of [0, N), drawn from the batch's own generator after its starts.
+    Randomized positions (`randomize_positions(N)`, then `positions`): each window sits at a
+    sorted random subset of [0, N), drawn from the batch's own generator after its starts.
     """
 
     def __init__(
@@ -87,17 +87,20 @@ class TrainBatches:
         seed: int,
         rank: int = 0,
         device: str | torch.device = "cpu",
-        position_range: Optional[int] = None,
     ):
         _check_fits(tokens, block_size, "training split")
         if seed < 0 or rank < 0:
             raise DataError(f"seed={seed}, rank={rank}: both must be >= 0")
-        if position_range is not None and position_range < block_size:
-            raise DataError(f"position_range={position_range}: must be at least block_size={block_size}")
         self.tokens, self.batch_size, self.block_size = tokens, batch_size, block_size
         self.seed, self.rank, self.device = seed, rank, torch.device(device)
-        self.position_range = position_range
         self._offsets = np.arange(block_size + 1)
+        self.position_range: Optional[int] = None
+
+    def randomize_positions(self, position_range: Optional[int]) -> None:
+        """From now on `positions` draws from [0, position_range) (N >= block_size); None: off."""
+        if position_range is not None and position_range < self.block_size:
+            raise DataError(f"position_range={position_range}: must be at least block_size={self.block_size}")
+        self.position_range = position_range
 
     def _rng(self, step: int, micro_step: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.rank, step, micro_step])

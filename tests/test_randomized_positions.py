@@ -19,6 +19,12 @@ RANDOMIZABLE = [e for e in encoding_names() if encoding_class(e).randomizable]
 TOKENS = np.arange(5000, dtype=np.uint16)
 
 
+def randomized_batches(batch_size: int, block_size: int, seed: int, position_range: int) -> TrainBatches:
+    train = TrainBatches(TOKENS, batch_size, block_size, seed)
+    train.randomize_positions(position_range)
+    return train
+
+
 def model_of(encoding: str, randomize_to: int = 0, **cfg) -> GPT:
     torch.manual_seed(0)
     model = GPT(tiny_config(**cfg), config_class(encoding)(randomize_to=randomize_to)).eval()
@@ -33,7 +39,7 @@ def test_the_absolute_encodings_are_the_randomizable_ones():
 
 
 def test_draw_is_a_sorted_subset_and_a_function_of_the_batch_alone():
-    train = TrainBatches(TOKENS, batch_size=64, block_size=16, seed=3, position_range=40)
+    train = randomized_batches(64, 16, seed=3, position_range=40)
     p = train.positions(7, 1)
     assert p.shape == (64, 16) and p.dtype == torch.int64
     assert (p.diff(dim=1) > 0).all() and p.min() >= 0 and p.max() < 40  # increasing: distinct
@@ -53,7 +59,7 @@ def test_position_range_shorter_than_a_window_is_an_error():
     from data.tokens import DataError
 
     with pytest.raises(DataError, match="position_range=8"):
-        TrainBatches(TOKENS, batch_size=2, block_size=16, seed=0, position_range=8)
+        randomized_batches(2, 16, seed=0, position_range=8)
 
 
 @pytest.mark.parametrize("encoding", RANDOMIZABLE)
@@ -72,7 +78,7 @@ def test_each_sequence_is_encoded_at_its_own_positions(encoding):
     an absolute encoding sees the positions, not the indices."""
     model = model_of(encoding, randomize_to=128)
     idx = torch.randint(0, 101, (3, 20), generator=torch.Generator().manual_seed(1))
-    pos = torch.from_numpy(TrainBatches(TOKENS, 3, 20, seed=0, position_range=128).positions(0).numpy())
+    pos = randomized_batches(3, 20, seed=0, position_range=128).positions(0)
     with torch.no_grad():
         batch, _ = model(idx, positions=pos)
         for b in range(3):

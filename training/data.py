@@ -23,7 +23,7 @@ from training.distributed import DistEnv
 
 class TrainData:
     def __init__(self, data_cfg: DataConfig, block_size: int, batch_size: int, seed: int, env: DistEnv,
-                 grad_accum: int, eval_batches: int, position_range: Optional[int] = None):
+                 grad_accum: int, eval_batches: int):
         if env.is_main:  # one process tokenizes; the others wait, then read the same files
             folder = ensure_prepared(data_cfg)
         dist_utils.barrier(env)
@@ -32,7 +32,7 @@ class TrainData:
         self.seed, self.rank, self.grad_accum = seed, env.rank, grad_accum
         # rank=0 for every process: the stream is indexed by the global micro-batch instead.
         self.train = TrainBatches(load_tokens(folder, "train"), batch_size, block_size, seed, rank=0,
-                                  device=env.device, position_range=position_range)
+                                  device=env.device)
         self.val = ValBatches(load_tokens(folder, "val"), batch_size, block_size, max_batches=eval_batches,
                               device=env.device)
 
@@ -41,6 +41,11 @@ class TrainData:
         and their randomized positions (same shape; None with positions 0 .. block_size - 1)."""
         g = self.rank * self.grad_accum + micro
         return (*self.train.get(step, g), self.train.positions(step, g))
+
+    def randomize_positions(self, position_range: Optional[int]) -> None:
+        """Train on randomized positions from [0, position_range) (the model's
+        `pos.randomize_to`), drawn with each batch; None: positions 0 .. block_size - 1."""
+        self.train.randomize_positions(position_range)
 
     def val_batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.val.get(i)

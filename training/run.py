@@ -123,7 +123,8 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
     counts = model.param_counts()
     optimizer = build_optimizer(model, tcfg, device.type)
     data = TrainData(OmegaConf.to_object(cfg.data), model.cfg.block_size, tcfg.batch_size, cfg.seed, env, grad_accum,
-                     tcfg.eval_batches, position_range=model.pos.randomize_to)
+                     tcfg.eval_batches)
+    data.randomize_positions(model.pos.randomize_to)
     metrics = MetricsLog(out_dir / METRICS_FILE, enabled=env.is_main)
 
     state = LoopState()
