@@ -68,15 +68,15 @@ class TrainBatches:
     `get(step)` builds a fresh generator from those numbers, so the batches do not depend on what
     was drawn before: a run resumed at step k sees exactly the batches the uninterrupted run saw
     (nothing to checkpoint but the seed), and each DDP rank draws its own stream. Window starts are
-    uniform over every position where a whole window fits, so no window runs past the end.
+    uniform over every position where a whole window fits, so no window runs past the end. With
+    randomized positions (`randomize_positions(N)`, then `positions`) each window sits at a sorted
+    random subset of [0, N), drawn from the batch's own generator after its starts.
 
     tokens: a 1-D array of token ids, usually `load_tokens(folder, "train")` (a uint16 memmap).
     batch_size: windows per batch (per process, per micro-step).
     block_size: the input length T; each window reads T + 1 tokens.
     seed, rank: the run's seed and this process's DDP rank (both >= 0).
     device: where the batches go; on CUDA through pinned memory with non-blocking copies.
-    Randomized positions (`randomize_positions(N)`, then `positions`): each window sits at a
-    sorted random subset of [0, N), drawn from the batch's own generator after its starts.
     """
 
     def __init__(
