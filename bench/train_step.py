@@ -10,6 +10,8 @@ peers' loss is the same `F.cross_entropy` call on their logits. Peers per encodi
     sinusoidal  x-transformers scaled sinusoidal
     t5          x-transformers T5 relative bias
     rope        Hugging Face GPTNeoXForCausalLM (use_parallel_residual=False, rotary_pct=1); x-transformers rotary
+    xpos        x-transformers rotary with rotary_xpos
+    cope        x-transformers CoPE (use_cope, explicit attention scores)
     alibi       Hugging Face BloomForCausalLM; x-transformers ALiBi
     nope        x-transformers with no positional encoding
     kerple      none (no peer implements KERPLE: ours only)
@@ -171,8 +173,11 @@ def hf_bloom(shape: Shape) -> Contender:
 XT_ENCODINGS = {
     "learned": ("absolute", {}, {"use_abs_pos_emb": True}),
     "sinusoidal": ("scaled sinusoidal", {}, {"use_abs_pos_emb": True, "scaled_sinu_pos_emb": True}),
-    "t5": ("T5 bias", {"rel_pos_bias": True}, {"use_abs_pos_emb": False}),
+    "t5": ("T5 bias", {"rel_pos_bias": True, "attn_flash": False}, {"use_abs_pos_emb": False}),  # no SDPA with it
     "rope": ("rotary", {"rotary_pos_emb": True}, {"use_abs_pos_emb": False}),
+    "xpos": ("rotary xPos", {"rotary_xpos": True}, {"use_abs_pos_emb": False}),  # scale base 512, as ours
+    "cope": ("CoPE", {"attn_use_cope": True, "attn_cope_max_pos": 64, "attn_flash": False},  # npos_max as ours
+             {"use_abs_pos_emb": False}),
     "alibi": ("ALiBi", {"alibi_pos_bias": True}, {"use_abs_pos_emb": False}),
     "nope": ("no pos", {}, {"use_abs_pos_emb": False}),
 }
@@ -188,10 +193,9 @@ def x_transformer(shape: Shape, encoding: str) -> Contender:
         depth=shape.n_layer,
         heads=shape.n_head,
         attn_dim_head=head_dim,
-        attn_flash=encoding != "t5",  # x-transformers refuses flash (SDPA) with the T5 bias
         rotary_emb_dim=head_dim,  # rotate the whole head (its default is half)
         verbose=False,
-        **decoder_kw,
+        **{"attn_flash": True, **decoder_kw},  # SDPA unless the encoding refuses it
     )
     model = TransformerWrapper(
         num_tokens=VOCAB, max_seq_len=shape.block_size, attn_layers=decoder, tie_embedding=True, **wrapper_kw

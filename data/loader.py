@@ -15,7 +15,7 @@ the training context.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -43,14 +43,23 @@ def _check_fits(tokens: np.ndarray, block_size: int, what: str) -> None:
         )
 
 
-def _to_device(windows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T + 1) uint16 windows -> x, y (B, T) int64 on `device` (pinned, non-blocking on CUDA)."""
+def _to_device(windows: np.ndarray, device: torch.device, split: bool = True):
+    """(B, T + 1) uint16 windows -> x, y (B, T) int64 on `device` (pinned, non-blocking on CUDA);
+    with split=False the (B, T) array itself, as int64."""
     buf = torch.from_numpy(windows.astype(np.int64))
     if device.type == "cuda":
         buf = buf.pin_memory().to(device, non_blocking=True)
     else:
         buf = buf.to(device)
-    return buf[:, :-1], buf[:, 1:]
+    return (buf[:, :-1], buf[:, 1:]) if split else buf
+
+
+def sorted_random_positions(rng: np.random.Generator, batch_size: int, length: int, position_range: int) -> np.ndarray:
+    """(batch_size, length) int64: per row, a uniformly random subset of [0, position_range) in
+    increasing order (the `length` smallest of `position_range` uniform keys)."""
+    keys = rng.random((batch_size, position_range))
+    picks = np.argpartition(keys, length - 1, axis=1)[:, :length]
+    return np.sort(picks, axis=1)
 
 
 class TrainBatches:
@@ -59,7 +68,9 @@ class TrainBatches:
     `get(step)` builds a fresh generator from those numbers, so the batches do not depend on what
     was drawn before: a run resumed at step k sees exactly the batches the uninterrupted run saw
     (nothing to checkpoint but the seed), and each DDP rank draws its own stream. Window starts are
-    uniform over every position where a whole window fits, so no window runs past the end.
+    uniform over every position where a whole window fits, so no window runs past the end. With
+    randomized positions (`randomize_positions(N)`, then `positions`) each window sits at a sorted
+    random subset of [0, N), drawn from the batch's own generator after its starts.
 
     tokens: a 1-D array of token ids, usually `load_tokens(folder, "train")` (a uint16 memmap).
     batch_size: windows per batch (per process, per micro-step).
@@ -85,11 +96,34 @@ class TrainBatches:
         self.tokens, self.batch_size, self.block_size = tokens, batch_size, block_size
         self.seed, self.rank, self.device = seed, rank, torch.device(device)
         self._offsets = np.arange(block_size + 1)
+        self.position_range: Optional[int] = None
+
+    def randomize_positions(self, position_range: Optional[int]) -> None:
+        """From now on `positions` draws from [0, position_range) (N >= block_size); None: off."""
+        if position_range is not None and position_range < self.block_size:
+            raise DataError(f"position_range={position_range}: must be at least block_size={self.block_size}")
+        self.position_range = position_range
+
+    def _rng(self, step: int, micro_step: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.rank, step, micro_step])
+
+    def _starts(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)
 
     def starts(self, step: int, micro_step: int = 0) -> np.ndarray:
         """The (batch_size,) window starts of one batch: what `get` reads, without reading it."""
-        rng = np.random.default_rng([self.seed, self.rank, step, micro_step])
-        return rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)
+        return self._starts(self._rng(step, micro_step))
+
+    def positions(self, step: int, micro_step: int = 0) -> Optional[torch.Tensor]:
+        """The (batch_size, block_size) int64 positions of the windows of `get(step, micro_step)`
+        with a `position_range` (randomized positions), else None: the same generator as the
+        starts, drawn after them, so they too depend on nothing but the batch's numbers."""
+        if self.position_range is None:
+            return None
+        rng = self._rng(step, micro_step)
+        self._starts(rng)  # the starts come first in this batch's stream
+        drawn = sorted_random_positions(rng, self.batch_size, self.block_size, self.position_range)
+        return _to_device(drawn, self.device, split=False)
 
     def get(self, step: int, micro_step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch of optimizer step `step` (micro-batch `micro_step` under gradient accumulation):

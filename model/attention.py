@@ -176,7 +176,7 @@ class CausalSelfAttention(nn.Module):
         # (B, T, C) -> (B, T, H, D) -> (B, H, T, D)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if inp.rotation is not None:  # the cache keeps rotated keys
-            q, k = inp.rotation.new(q), inp.rotation.new(k)
+            q, k = inp.rotation.new(q), inp.rotation.new_keys(k)
         if inp.q_scale is not None:  # log-length scaling: every backend, and the cache, see it
             q = q * inp.q_scale[:, None].to(q.dtype)
         if cache is not None:

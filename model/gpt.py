@@ -110,13 +110,16 @@ class GPT(nn.Module):
         targets: Optional[Tensor] = None,
         cache: Optional[KVCache] = None,
         last_only: bool = False,
+        positions: Optional[Tensor] = None,
     ) -> tuple[Tensor, Optional[Tensor]]:
         """idx (B, T) token ids -> logits (B, T, vocab) (or (B, 1, vocab) with `last_only`) and the
         mean cross-entropy over targets != -1 (None without targets).
 
         With a cache, the T new tokens sit at positions cache.length .. cache.length + T - 1.
+        `positions` (B, T) int64, increasing along T, gives each sequence its own positions instead
+        (training on randomized positions; only a `randomizable` encoding, no cache).
         """
-        x = self.hidden(idx, cache)
+        x = self.hidden(idx, cache, None if positions is None else self.sequence_positions(idx, positions, cache))
         if last_only:
             x = x[:, -1:, :]
         logits = self.lm_head(x)
@@ -150,6 +153,14 @@ class GPT(nn.Module):
         if cache is not None and not positions.is_fixed:
             cache.advance(T)
         return self.ln_f(x)
+
+    def sequence_positions(self, idx: Tensor, positions: Tensor, cache: Optional[KVCache]) -> Positions:
+        if not self.pos.randomizable:
+            raise ValueError(f"pos={self.pos_cfg.name} takes no per-sequence positions (it is not randomizable)")
+        if cache is not None or positions.shape != idx.shape:
+            raise ValueError(f"per-sequence positions need no cache and the shape of idx {tuple(idx.shape)}, "
+                             f"got {tuple(positions.shape)}{' and a cache' if cache is not None else ''}")
+        return Positions.of_sequences(positions)
 
     def check_cache_reusable(self, total: int, cached: int) -> None:
         """Refuse a cached forward whose cached keys and values are stale: an encoding that

@@ -23,7 +23,7 @@ def tiny_config(**overrides) -> ModelConfig:
 def tiny_model(encoding: str, scaling: str = "none", factor: float = 2.0, seed: int = 0, **cfg) -> GPT:
     """A small GPT in eval mode whose attention depends strongly on position: GPT-2's 0.02 init
     makes attention nearly uniform, which would hide positional bugs, so q/k/v weights, T5's
-    table and FIRE's MLP are drawn larger."""
+    table, FIRE's MLP and CoPE's embeddings are drawn larger."""
     torch.manual_seed(seed)
     if encoding == "rope":
         pos = RotaryPositions.Config(scaling=RopeScaling(kind=RopeScalingKind(scaling), factor=factor))
@@ -37,4 +37,6 @@ def tiny_model(encoding: str, scaling: str = "none", factor: float = 2.0, seed: 
     if encoding == "fire":  # a bias of order 1 that varies with distance and query position
         for p in model.pos.mlp.parameters():
             torch.nn.init.normal_(p, std=1.0)
+    if encoding == "cope":  # its embeddings start at zero: no positional signal at all
+        torch.nn.init.normal_(model.pos.pos_emb, std=1.0)
     return model

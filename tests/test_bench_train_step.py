@@ -29,7 +29,7 @@ def test_every_contender_runs_and_is_reported(capsys):
 
 def test_peers_share_the_shape():
     shape = Shape(n_layer=2, n_head=2, n_embd=32, block_size=16, batch_size=1)
-    for c in build_contenders(shape, ["learned", "rope", "alibi", "t5"]):
+    for c in build_contenders(shape, ["learned", "rope", "alibi", "t5", "xpos", "cope"]):
         emb = [m for m in c.model.modules() if isinstance(m, torch.nn.Embedding) and m.num_embeddings == 50257]
         assert len(emb) == 1 and emb[0].embedding_dim == 32, c.name  # one tied 50257 x C table
         idx = torch.zeros(1, 16, dtype=torch.long)

@@ -20,10 +20,12 @@ def test_param_counts_match_the_architecture(encoding):
     # per block: qkv (3C^2 + 3C), proj (C^2 + C), mlp (8C^2 + 5C), two LayerNorms (4C)
     per_block = 12 * C * C + 13 * C
     H = cfg.n_head
+    # score tables count as non-embedding: T5's (buckets, heads), CoPE's (layers, npos_max, head_dim)
     extra = {
         "t5": 32 * H,  # (buckets, heads) table
         "kerple": 2 * H,  # r1, r2 per head
         "fire": (32 + 32) + (32 * H + H) + 2,  # MLP 1 -> 32 -> H, c, L_thr
+        "cope": L * 64 * (C // H),
     }.get(encoding, 0)
     embedding = V * C + (cfg.block_size * C if encoding == "learned" else 0)
     counts = tiny_model(encoding).param_counts()

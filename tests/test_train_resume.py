@@ -1,5 +1,6 @@
 """resume=true continues exactly: SIGKILL a training subprocess after a checkpoint, resume it, and
-get bitwise the per-step losses (and final weights) of an uninterrupted run, on CPU."""
+get bitwise the per-step losses (and final weights) of an uninterrupted run, on CPU; also with
+randomized positions, whose draw is part of each seeded batch."""
 
 import json
 import signal
@@ -16,7 +17,8 @@ from training.metrics import read_metrics
 # Dropout on, so the restored torch generator matters; a checkpoint every 4 of 24 steps.
 STEPS = 24
 RUN = [*TINY, "model.dropout=0.1", f"train.max_steps={STEPS}", "train.log_interval=1",
-       "train.ckpt_interval=4", "train.eval_interval=6", "pos=rope"]
+       "train.ckpt_interval=4", "train.eval_interval=6"]
+ENCODINGS = {"rope": ["pos=rope"], "learned-randomized": ["pos=learned", "pos.randomize_to=256"]}
 
 
 def steps_logged(path) -> int:
@@ -39,11 +41,13 @@ def by_step(events, kind, keys):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_is_bitwise(tmp_path, sample_data):  # noqa: F811
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_resume_after_sigkill_is_bitwise(tmp_path, sample_data, encoding):  # noqa: F811
     ref_dir, cut_dir = tmp_path / "uninterrupted", tmp_path / "killed"
-    run_train(*RUN, *sample_data, f"out_dir={ref_dir}")
+    run = [*RUN, *ENCODINGS[encoding]]
+    run_train(*run, *sample_data, f"out_dir={ref_dir}")
 
-    proc = subprocess.Popen(train_cmd(*RUN, *sample_data, f"out_dir={cut_dir}"), cwd=ROOT,
+    proc = subprocess.Popen(train_cmd(*run, *sample_data, f"out_dir={cut_dir}"), cwd=ROOT,
                             env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     # Kill once a checkpoint exists and the run has gone on past it (work that must be redone).
@@ -58,7 +62,7 @@ def test_resume_after_sigkill_is_bitwise(tmp_path, sample_data):  # noqa: F811
     saved_step = load_checkpoint(cut_dir / CKPT_LAST, required=("step",))["step"]
     assert 4 <= saved_step < STEPS, saved_step
 
-    out = run_train(*RUN, *sample_data, f"out_dir={cut_dir}", "resume=true")
+    out = run_train(*run, *sample_data, f"out_dir={cut_dir}", "resume=true")
     assert f"resuming at step {saved_step}" in out.stdout
 
     ref, resumed = read_metrics(ref_dir), read_metrics(cut_dir)

@@ -10,6 +10,8 @@ position in a checkpoint is just the step (and the seed, checked on resume).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from data.config import DataConfig, DataSource
@@ -47,9 +49,16 @@ class TrainData:
                               device=env.device, what=f"validation split ({_origin(data_cfg, 'val')}) at "
                                                       f"model.block_size={block_size}")
 
-    def train_batch(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """x, y (batch_size, block_size) of micro-step `micro` of optimizer step `step` (0-based)."""
-        return self.train.get(step, self.rank * self.grad_accum + micro)
+    def train_batch(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """x, y (batch_size, block_size) of micro-step `micro` of optimizer step `step` (0-based),
+        and their randomized positions (same shape; None with positions 0 .. block_size - 1)."""
+        g = self.rank * self.grad_accum + micro
+        return (*self.train.get(step, g), self.train.positions(step, g))
+
+    def randomize_positions(self, position_range: Optional[int]) -> None:
+        """Train on randomized positions from [0, position_range) (the model's
+        `pos.randomize_to`), drawn with each batch; None: positions 0 .. block_size - 1."""
+        self.train.randomize_positions(position_range)
 
     def val_batch(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.val.get(i)

@@ -59,7 +59,8 @@ class Loop:
     model: torch.nn.Module
     eval_model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    train_batch: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # (step, micro) -> x, y
+    # (step, micro) -> x, y and their per-sequence positions (None: 0 .. T - 1)
+    train_batch: Callable[[int, int], tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]
     val_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]]  # index -> x, y
     num_val_batches: int
     autocast: Callable[[], contextlib.AbstractContextManager]
@@ -77,13 +78,13 @@ class Loop:
         set_lr(self.optimizer, lr)
         loss_sum = torch.zeros((), device=self.env.device)
         for micro in range(self.grad_accum):
-            x, y = self.train_batch(self.state.step, micro)
+            x, y, positions = self.train_batch(self.state.step, micro)
             last = micro == self.grad_accum - 1
             # DDP all-reduces gradients on every backward unless told not to: only on the last.
             sync = contextlib.nullcontext() if last or not self.env.distributed else self.model.no_sync()
             with sync:
                 with self.autocast():
-                    _, loss = self.model(x, y)
+                    _, loss = self.model(x, y, positions=positions)
                 (loss / self.grad_accum).backward()
             loss_sum += loss.detach()
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf

@@ -133,6 +133,7 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
                      tcfg.eval_batches)
     seed_everything(cfg.seed)  # the same initial weights in every process
     model = build_model(cfg.model, cfg.pos, vocab_size=data.vocab.size).to(device)
+    data.randomize_positions(model.pos.randomize_to)
     counts = model.param_counts()
     optimizer = build_optimizer(model, tcfg, device.type)
     metrics = MetricsLog(out_dir / METRICS_FILE, enabled=env.is_main)

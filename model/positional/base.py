@@ -14,6 +14,8 @@ does as class attributes, and implements only the hooks of its family (the other
 |            |                  | a bias computed from the query-key scores themselves          |
 | none       | (none)           | nothing: the causal mask alone                                |
 
+An encoding that takes absolute positions may also be `randomizable`: trained on per-sequence
+(B, T) positions, a sorted random subset of [0, pos.randomize_to) per sequence (randomized.py).
 An encoding may also bound the length (`max_positions`), change the token embeddings' scale
 (`token_scale`, `token_init_std`), offer inference-time context-extension variants (`variants`,
 `set_variant`, `variant_note`; the model adds log-length scaling to every encoding, log_length.py),
@@ -44,12 +46,16 @@ class Positions:
     A fixed-shape decode step (`Positions.fixed`, for CUDA graphs) has `start = None`: its query
     positions live only on the device, and its keys are every slot of the preallocated cache, the
     slots past a query being masked.
+
+    Per-sequence positions (`Positions.of_sequences`, training with randomized positions) give
+    each of the B sequences its own increasing positions: q = k of shape (B, T), no cache. Only
+    `randomizable` encodings receive them.
     """
 
     start: Optional[int]
     length: int
-    q: Tensor  # (Tq,) int64: start + arange(length)
-    k: Tensor  # (Tk,) int64: arange(start + length), or arange(cache capacity) when fixed
+    q: Tensor  # (Tq,) int64: start + arange(length); (B, T) per sequence
+    k: Tensor  # (Tk,) int64: arange(start + length), or arange(cache capacity) when fixed; (B, T) per sequence
 
     @classmethod
     def make(cls, start: int, length: int, device: torch.device | str) -> "Positions":
@@ -60,6 +66,15 @@ class Positions:
     def fixed(cls, q: Tensor, capacity: int) -> "Positions":
         """Queries at the device-side positions `q` (Tq,), keys at every one of `capacity` slots."""
         return cls(start=None, length=q.shape[0], q=q, k=torch.arange(capacity, device=q.device))
+
+    @classmethod
+    def of_sequences(cls, positions: Tensor) -> "Positions":
+        """Each row of the (B, T) int64 `positions` (increasing) is one sequence's positions."""
+        return cls(start=0, length=positions.shape[1], q=positions, k=positions)
+
+    @property
+    def per_sequence(self) -> bool:
+        return self.q.dim() == 2
 
     @property
     def is_fixed(self) -> bool:
@@ -98,6 +113,9 @@ class PositionalEncoding(nn.Module):
     adds_bias: ClassVar[bool] = False  # bias() returns (H, Tq, Tk)
     has_score_mod: ClassVar[bool] = False  # score_mod() expresses bias() for FlexAttention
     needs_scores: ClassVar[bool] = False  # score_bias() reads the scores: explicit attention only
+    #: Takes per-sequence (B, T) positions (`Positions.of_sequences`); its Config then derives
+    #: from randomized.RandomizableConfig, whose `randomize_to` sets `randomize_to` here.
+    randomizable: ClassVar[bool] = False
     #: Inference-time context extensions, each a function of factor = length / training length
     #: that equals the trained model at factor 1; the first is the trained model itself.
     variants: ClassVar[tuple[str, ...]] = ()
@@ -106,6 +124,8 @@ class PositionalEncoding(nn.Module):
 
     #: Longest sequence the encoding can represent (None: unbounded).
     max_positions: Optional[int] = None
+    #: N: each training sequence sits at a sorted random subset of [0, N) (None: at 0 .. T - 1).
+    randomize_to: Optional[int] = None
 
     def set_variant(self, name: Optional[str], factor: float = 1.0) -> None:
         """Switch to context extension `name` for `factor` x the training length (None: back to
@@ -164,10 +184,18 @@ class PositionalEncoding(nn.Module):
 
 class Rotation:
     """cos/sin tables for the query positions of one forward; `new(x)` rotates the (B, H, Tq, D)
-    queries or keys of the new tokens."""
+    queries of the new tokens, `new_keys(x)` their keys: with the same tables, unless the encoding
+    gives the keys their own (xPos scales queries and keys oppositely)."""
 
-    def __init__(self, apply: Callable[[Tensor, Tensor, Tensor], Tensor], cos: Tensor, sin: Tensor):
-        self._apply, self.cos, self.sin = apply, cos, sin  # cos, sin: (Tq, rotary_dim)
+    def __init__(self, apply: Callable[[Tensor, Tensor, Tensor], Tensor], cos: Tensor, sin: Tensor,
+                 key_cos: Optional[Tensor] = None, key_sin: Optional[Tensor] = None):
+        # cos, sin: (Tq, rotary_dim), or (B, 1, Tq, rotary_dim) for per-sequence positions
+        self._apply, self.cos, self.sin = apply, cos, sin
+        self.key_cos = cos if key_cos is None else key_cos
+        self.key_sin = sin if key_sin is None else key_sin
 
     def new(self, x: Tensor) -> Tensor:
         return self._apply(x, self.cos, self.sin)
+
+    def new_keys(self, x: Tensor) -> Tensor:
+        return self._apply(x, self.key_cos, self.key_sin)

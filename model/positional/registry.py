@@ -23,6 +23,7 @@ from dataclasses import fields, is_dataclass
 from model.config import ModelConfig, PosConfig
 from model.positional.base import Family, PositionalEncoding
 from model.positional.log_length import model_variants
+from model.positional.randomized import RandomizableConfig
 
 _REGISTRY: dict[str, type[PositionalEncoding]] = {}
 
@@ -51,6 +52,8 @@ def register(cls: type[PositionalEncoding]) -> type[PositionalEncoding]:
             raise TypeError(f"{cls.__name__} {state} `{flag}` but {'does not override' if getattr(cls, flag) else 'overrides'} `{hook}`")
     if cls.has_score_mod and not cls.adds_bias:
         raise TypeError(f"{cls.__name__}: a score_mod expresses bias(), so has_score_mod needs adds_bias")
+    if cls.randomizable != issubclass(config, RandomizableConfig):
+        raise TypeError(f"{cls.__name__}: `randomizable` goes with a Config derived from RandomizableConfig")
     _REGISTRY[name] = cls
     return cls
 

@@ -5,19 +5,21 @@ keeps each rotation a pair of contiguous slices (no strided gathers) and lets ch
 one-to-one onto those models; `interleaved` rotates (x[2i], x[2i+1]) as the RoFormer paper and
 Meta's Llama. The two are the same function up to a fixed permutation of q and k channels.
 With `rotary_dim < head_dim` only the first `rotary_dim` channels rotate (GPT-NeoX partial rotary).
+Randomizable (randomized.py): per-sequence positions give (B, 1, T, r) tables.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
-from model.config import ModelConfig, PosConfig
+from model.config import ModelConfig
 from model.positional.base import Family, PositionalEncoding, Positions, Rotation
+from model.positional.randomized import RandomizableConfig, randomize_range
 from model.positional.registry import register
 from model.positional.rope_scaling import SCALINGS, RopeScaling, RopeScalingKind, YarnRamp
 
@@ -46,6 +48,17 @@ def rotate_interleaved_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return out if rest.shape[-1] == 0 else torch.cat((out, rest), dim=-1)
 
 
+def pair_tables(per_pair: Tensor, pairing: str, per_sequence: bool) -> tuple[Tensor, Callable]:
+    """A (..., T, r/2) table of one value per rotated pair -> the (T, r) table (B, 1, T, r per
+    sequence) that `pairing`'s rotation reads, each value at both channels of its pair, and that
+    rotation."""
+    if pairing == Pairing.half.value:
+        table, apply = torch.cat((per_pair, per_pair), dim=-1), rotate_half_pairs  # (..., T, r)
+    else:
+        table, apply = per_pair.repeat_interleave(2, dim=-1), rotate_interleaved_pairs  # (..., T, r)
+    return (table.unsqueeze(1) if per_sequence else table), apply  # (B, T, r) -> (B, 1, T, r)
+
+
 @register
 class RotaryPositions(PositionalEncoding):
     """Rotates queries and keys by position-dependent angles; `scaling` (and `set_variant` at
@@ -53,10 +66,11 @@ class RotaryPositions(PositionalEncoding):
 
     family = Family.rotary
     rotates = True
+    randomizable = True
     variants = tuple(k.value for k in RopeScalingKind)
 
     @dataclass
-    class Config(PosConfig):
+    class Config(RandomizableConfig):
         name: str = "rope"
         base: float = 10000.0
         rotary_dim: Optional[int] = None  # None: the whole head dimension
@@ -72,6 +86,7 @@ class RotaryPositions(PositionalEncoding):
                 f"pos.rotary_dim must be even and in (0, head_dim={head_dim}], got {self.rotary_dim}"
             )
         self.base, self.pairing, self.block_size = pos.base, Pairing(pos.pairing).value, cfg.block_size
+        self.randomize_to = randomize_range(cfg, pos)
         self.trained_scaling = pos.scaling
         self.set_scaling(pos.scaling)
 
@@ -115,9 +130,6 @@ class RotaryPositions(PositionalEncoding):
         inv_freq, attention_factor = self._scale_fn(
             self.base, self.rotary_dim, self.scaling, self.original_len, seq_len, positions.q.device
         )
-        angles = positions.q.float()[:, None] * inv_freq[None, :]  # (Tq, r/2)
-        if self.pairing == "half":
-            angles, apply = torch.cat((angles, angles), dim=-1), rotate_half_pairs  # (Tq, r)
-        else:
-            angles, apply = angles.repeat_interleave(2, dim=-1), rotate_interleaved_pairs  # (Tq, r)
+        angles = positions.q.float()[..., None] * inv_freq  # (..., Tq, r/2)
+        angles, apply = pair_tables(angles, self.pairing, positions.per_sequence)
         return Rotation(apply, angles.cos() * attention_factor, angles.sin() * attention_factor)

@@ -1,5 +1,5 @@
 """Fixed sinusoidal absolute positions (Vaswani et al. 2017, Sec. 3.5), added to the token
-embeddings scaled by sqrt(n_embd) as in the paper."""
+embeddings scaled by sqrt(n_embd) as in the paper. Randomizable (randomized.py)."""
 
 from __future__ import annotations
 
@@ -10,28 +10,30 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from model.config import ModelConfig, PosConfig
+from model.config import ModelConfig
 from model.positional.base import Family, PositionalEncoding, Positions
+from model.positional.randomized import RandomizableConfig, randomize_range
 from model.positional.registry import register
 
 
 def sinusoid_table(positions: Tensor, dim: int, base: float) -> Tensor:
     """Vaswani et al. 2017, Sec. 3.5: PE(p, 2i) = sin(p / base^(2i/d)), PE(p, 2i+1) = cos(...)."""
     inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device) / dim)
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, d/2)
-    # (T, d/2, 2) -> (T, d): sin and cos interleaved at even and odd channels
-    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)[:, :dim]
+    angles = positions.float()[..., None] * inv_freq  # (..., T, d/2) for positions (..., T)
+    # (..., T, d/2, 2) -> (..., T, d): sin and cos interleaved at even and odd channels
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)[..., :dim]
 
 
 @register
 class SinusoidalPositions(PositionalEncoding):
-    """Fixed sinusoids of any length; token embeddings scaled by sqrt(n_embd) as in the paper."""
+    """Fixed sinusoids of any length; token embeddings scaled by sqrt(n_embd) as in the paper. Randomizable (randomized.py)."""
 
     family = Family.absolute
     adds_embedding = True
+    randomizable = True
 
     @dataclass
-    class Config(PosConfig):
+    class Config(RandomizableConfig):
         name: str = "sinusoidal"
         base: float = 10000.0
         # Vaswani et al.: token embeddings drawn with std n_embd^-0.5 and multiplied by sqrt(n_embd),
@@ -44,6 +46,7 @@ class SinusoidalPositions(PositionalEncoding):
         if cfg.n_embd % 2:
             raise ValueError(f"sinusoidal positions need an even n_embd, got {cfg.n_embd}")
         self.dim, self.base = cfg.n_embd, pos.base
+        self.randomize_to = randomize_range(cfg, pos)
         self.scale = math.sqrt(cfg.n_embd) if pos.scale_embeddings else 1.0
 
     def token_scale(self) -> float:
@@ -54,4 +57,4 @@ class SinusoidalPositions(PositionalEncoding):
         return self.dim**-0.5 if self.scale != 1.0 else None
 
     def embed(self, positions: Positions) -> Tensor:
-        return sinusoid_table(positions.q, self.dim, self.base)  # (Tq, C)
+        return sinusoid_table(positions.q, self.dim, self.base)  # (Tq, C), or (B, T, C) per sequence
