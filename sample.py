@@ -1,4 +1,4 @@
-"""Sample stories from a checkpoint (or a fresh model) with KV-cached generation.
+"""sample.py: sample stories from a checkpoint (or a fresh model) with KV-cached generation.
 
     python sample.py ckpt=runs/rope prompt="Once upon a time" max_new_tokens=200 seed=1
     python sample.py ckpt=runs/rope/ckpt_best.pt num_samples=3 temperature=0.7 top_p=0.9
@@ -6,8 +6,8 @@
 
 Options (Hydra overrides): ckpt, prompt, max_new_tokens, num_samples, temperature (0: greedy),
 top_k, top_p, seed, device, overflow (stop|slide, for the learned table), compile (a compiled
-fixed-shape decode step: CUDA graphs on a GPU); without ckpt also
-model=tiny|small|gpt2 and pos=<encoding>. `python sample.py --help` lists the full config.
+fixed-shape decode step: CUDA graphs on a GPU), threads; without ckpt also model=tiny|small|gpt2
+and pos=<encoding> (with a ckpt they are an error: the checkpoint brings its own).
 """
 
 from __future__ import annotations
@@ -18,20 +18,32 @@ import time
 import hydra
 import tiktoken
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 
-from configs.schema import register_configs
+from configs.errors import user_errors
+from configs.help import exit_with_help_if_asked
+from configs.schema import SampleJob, register_configs
 from model.generate import ContextFull, generate, validate_sampling
 from training.build import build_model
-from training.checkpoint import CheckpointError, load_model
+from training.checkpoint import load_model
+from training.device import resolve_device, set_threads
 
 register_configs()
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def validate(cfg: DictConfig) -> None:
+    """Options that make no sample, and model=/pos= beside a checkpoint, are errors."""
+    validate_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.overflow)
+    if cfg.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={cfg.max_new_tokens}: must be >= 1")
+    if cfg.num_samples < 1:
+        raise ValueError(f"num_samples={cfg.num_samples}: must be >= 1")
+    if cfg.ckpt is not None:
+        given = [o for o in HydraConfig.get().overrides.task if o.split("=")[0].lstrip("+~").split(".")[0] in ("model", "pos")]
+        if given:
+            raise ValueError(f"{' '.join(given)}: a checkpoint brings its own model and encoding; drop these "
+                             f"options to sample from ckpt={cfg.ckpt}, or drop ckpt for a fresh model")
 
 
 def load(cfg: DictConfig, device: torch.device):
@@ -47,32 +59,32 @@ def load(cfg: DictConfig, device: torch.device):
     return model
 
 
-@hydra.main(version_base=None, config_path="configs", config_name="sample")
+@hydra.main(version_base="1.3", config_path="configs", config_name="sample")
 def main(cfg: DictConfig) -> None:
-    device = pick_device(cfg.device)
-    try:
-        validate_sampling(cfg.temperature, cfg.top_k, cfg.top_p, cfg.overflow)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    try:
-        model = load(cfg, device)
-    except CheckpointError as e:
-        sys.exit(f"error: {e}")
+    with user_errors():
+        sample(cfg)
+
+
+def sample(cfg: DictConfig) -> None:
+    validate(cfg)
+    device = resolve_device(cfg.device)
+    set_threads(cfg.threads)
+    model = load(cfg, device)
     enc = tiktoken.get_encoding("gpt2")
-    prompt = enc.encode(cfg.prompt, allowed_special={"<|endoftext|>"}) or [enc.eot_token]
+    prompt = enc.encode(cfg.prompt, allowed_special={"<|endoftext|>"})
+    if not prompt:
+        print("note: empty prompt: sampling unconditionally, from <|endoftext|>", file=sys.stderr)
+        prompt = [enc.eot_token]
     idx = torch.tensor([prompt], dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     total_tokens, start = 0, time.perf_counter()
     for i in range(cfg.num_samples):
         if cfg.num_samples > 1:
             print(f"--- sample {i + 1}/{cfg.num_samples} ---")
-        try:
-            stream = generate(
-                model, idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
-                generator, stop_token=enc.eot_token, overflow=cfg.overflow, compile=cfg.compile,
-            )
-        except ValueError as e:
-            sys.exit(f"error: {e}")
+        stream = generate(
+            model, idx, cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p,
+            generator, stop_token=enc.eot_token, overflow=cfg.overflow, compile=cfg.compile,
+        )
         print(cfg.prompt, end="", flush=True)
         tokens, printed = [], 0
         try:
@@ -98,4 +110,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    exit_with_help_if_asked("sample", SampleJob, __doc__, groups=["model", "pos"])
     main()

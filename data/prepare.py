@@ -23,20 +23,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]  # the project root: configs' paths are relative to it
-if str(ROOT) not in sys.path:  # run as a script: make `data`, `configs`, ... importable
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script (python data/prepare.py): make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict
 from datetime import datetime, timezone
 
 from omegaconf import OmegaConf
 
 from data.config import DataConfig, DataSource, project_path
+from data.files import write_json_atomic
 from data.encode import get_tokenizer, num_workers, tokenize_to_files
 from data.sources import LOCAL_BUILDERS, load_texts
 from data.tokens import FORMAT_VERSION, META_FILE, SPLITS, TOKEN_DTYPE, DataError, read_meta, split_file
@@ -85,7 +84,7 @@ def prepare(cfg: DataConfig, force: bool = False) -> dict:
         "fingerprint": fingerprint,
         "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_json_atomic(out / META_FILE, meta)
+    write_json_atomic(out / META_FILE, meta, indent=2)
     log.info(
         "%s: train %d tokens (%d stories), val %d tokens (%d stories)", out,
         counts["train"]["tokens"], counts["train"]["stories"],
@@ -166,32 +165,24 @@ def is_up_to_date(out: Path, fingerprint: str) -> bool:
         return False
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ------------------------------------------------------------------------------------------- CLI
 
 
 def _main() -> None:
     import hydra
 
-    from configs.schema import register_configs
+    from configs.errors import user_errors
+    from configs.help import exit_with_help_if_asked
+    from configs.schema import PrepareJob, register_configs
 
     register_configs()
+    exit_with_help_if_asked("prepare", PrepareJob, "data/prepare.py: " + __doc__, groups=["data"])
 
     @hydra.main(config_path="../configs", config_name="prepare", version_base=None)
     def main(cfg) -> None:
-        data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
-        try:
+        with user_errors():
+            data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
             folder = ensure_prepared(data_cfg, force=cfg.force)
-        except DataError as e:
-            sys.exit(f"error: {e}")
         meta = read_meta(folder)
         for s in SPLITS:
             c = meta["splits"][s]

@@ -11,7 +11,6 @@ unchanged.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -23,15 +22,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from data.config import DataConfig
+from data.files import write_json_atomic
 from data.prepare import ensure_prepared
 from data.tokens import read_meta
 from evaluation.config import EvalConfig, SamplesConfig
-from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
+from evaluation.extrapolation import check_plan, evaluate_model, format_rows, load_texts, plan_tasks
 from evaluation.report import write_report
 from evaluation.runs import EVAL_FILE, SAMPLES_FILE, load_run, read_json
 from evaluation.samples import samples_record, sample_stories
 from model.config import POS_CONFIGS
 from training.build import build_model
+from training.device import resolve_device
 from training.checkpoint import CKPT_LAST, load_model, resolve_checkpoint
 from data.config import project_path
 from training.job import as_train_job
@@ -39,7 +40,7 @@ from training.metrics import METRICS_FILE, read_metrics
 from training.run import run_training
 
 
-class CompareError(RuntimeError):
+class CompareError(ValueError):
     """A run directory that cannot be reused or resumed; the message names it."""
 
 
@@ -69,6 +70,7 @@ def make_specs(cfg: DictConfig) -> list[RunSpec]:
             job = as_train_job({
                 "model": cfg.model, "pos": OmegaConf.structured(POS_CONFIGS[enc]), "data": cfg.data,
                 "train": cfg.train, "wandb": cfg.wandb, "out_dir": str(run_dir), "seed": int(seed),
+                "threads": cfg.threads,
             })
             specs.append(RunSpec(enc, int(seed), run_dir, job))
     return specs
@@ -81,7 +83,8 @@ def run_status(spec: RunSpec) -> str:
         return "new"
     saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True)
     wanted = plain(spec.job)
-    saved.pop("resume", None), wanted.pop("resume", None)
+    for key in ("resume", "threads"):  # how a run is run, not what it computes
+        saved.pop(key, None), wanted.pop(key, None)
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         raise CompareError(
@@ -129,12 +132,12 @@ def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
         print(f"eval {spec.run_dir.name}: reusing {EVAL_FILE}")
         return cached
     cfg: EvalConfig = OmegaConf.to_object(eval_cfg)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, option="eval.device")
     model, train_cfg = load_model(spec.run_dir, device)
     print(f"eval {spec.run_dir.name} ({ident['checkpoint']}):")
     result = ident | evaluate_model(model, cfg, load_texts(cfg, train_cfg["data"]["tokenizer"]), device)
     print(format_rows(result))
-    write_json(spec.run_dir / EVAL_FILE, result)
+    write_json_atomic(spec.run_dir / EVAL_FILE, result)
     return result
 
 
@@ -144,17 +147,11 @@ def sample_run(spec: RunSpec, samples_cfg: DictConfig, device_name: str) -> dict
     if cached is not None and all(cached.get(k) == v for k, v in ident.items()):
         return cached
     cfg: SamplesConfig = OmegaConf.to_object(samples_cfg)
-    device = resolve_device(device_name)
+    device = resolve_device(device_name, option="eval.device")
     model, train_cfg = load_model(spec.run_dir, device)
     record = ident | samples_record(sample_stories(model, train_cfg["data"]["tokenizer"], cfg, device), cfg)
-    write_json(spec.run_dir / SAMPLES_FILE, record)
+    write_json_atomic(spec.run_dir / SAMPLES_FILE, record)
     return record
-
-
-def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
@@ -167,8 +164,12 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
     statuses = [run_status(s) for s in specs]  # fail on a foreign run directory before any work
     data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
     meta = read_meta(ensure_prepared(data_cfg))
-    try:  # check the eval settings and tokenize the eval text now, not after an hour of training
-        load_texts(OmegaConf.to_object(cfg.eval), data_cfg.tokenizer)
+    try:  # check the eval settings, text and plan size now, not after an hour of training
+        eval_cfg: EvalConfig = OmegaConf.to_object(cfg.eval)
+        texts = load_texts(eval_cfg, data_cfg.tokenizer)
+        for enc in cfg.encodings:
+            model = build_model(cfg.model, OmegaConf.structured(POS_CONFIGS[enc]))
+            check_plan(plan_tasks(model, eval_cfg, texts)[0], eval_cfg)
     except ValueError as e:
         raise CompareError(str(e)) from e
     train_tokens, val_tokens = meta["splits"]["train"]["tokens"], meta["splits"]["val"]["tokens"]
@@ -197,7 +198,7 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
         sample_run(spec, cfg.samples, cfg.eval.device)
     phases["samples"] = time.perf_counter() - t
 
-    device = resolve_device(cfg.eval.device)
+    device = resolve_device(cfg.eval.device, option="eval.device")
     info = {
         "command": command,
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),

@@ -13,10 +13,10 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
+from data.config import ROOT
 from evaluation import plots
 from evaluation.runs import Cell, RunRecord, by_encoding, ppl_rows
 
-ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_NAMES = {"nonoverlap": "non-overlapping windows", "sliding": "sliding window"}
 
 

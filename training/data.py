@@ -28,9 +28,7 @@ class TrainData:
         if not env.is_main:
             folder = ensure_prepared(data_cfg)  # up to date by now: only checks the fingerprint
         self.seed, self.rank, self.grad_accum = seed, env.rank, grad_accum
-        # rank=0 for every process: the stream is indexed by the global micro-batch instead.
-        self.train = TrainBatches(load_tokens(folder, "train"), batch_size, block_size, seed, rank=0,
-                                  device=env.device)
+        self.train = TrainBatches(load_tokens(folder, "train"), batch_size, block_size, seed, device=env.device)
         self.val = ValBatches(load_tokens(folder, "val"), batch_size, block_size, max_batches=eval_batches,
                               device=env.device)
 
