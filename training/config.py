@@ -49,13 +49,9 @@ class TrainConfig:
                      "log_interval", "ckpt_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name}={getattr(self, name)}: must be >= 1")
-        for name in ("warmup_steps", "patience", "weight_decay", "grad_clip", "min_lr"):
-            if getattr(self, name) < 0:
+        for name in ("lr", "min_lr", "warmup_steps", "patience", "weight_decay", "grad_clip"):
+            if not getattr(self, name) >= 0:
                 raise ValueError(f"train.{name}={getattr(self, name)}: must be >= 0")
-        if not self.lr > 0:
-            raise ValueError(f"train.lr={self.lr}: must be > 0")
-        if self.min_lr > self.lr:
-            raise ValueError(f"train.min_lr={self.min_lr} is above train.lr={self.lr}")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"train.{name}={getattr(self, name)}: must be in [0, 1)")

@@ -75,7 +75,7 @@ def check_writable(out_dir: Path) -> None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"out_dir={out_dir}: {existing} is not writable; choose another out_dir")
+        raise ValueError(f"out_dir={out_dir}: {existing} is not a writable folder; choose another out_dir")
 
 
 def grad_accum_steps(cfg: TrainConfig, world_size: int) -> int:
@@ -96,15 +96,14 @@ def seed_everything(seed: int) -> None:
 
 
 def check_resumable(saved: dict, current: dict, path: Path) -> None:
-    """The model and its encoding must be the ones the checkpoint was trained with."""
-    for group in ("model", "pos"):
-        if saved[group] != current[group]:
-            keys = sorted(k for k in set(saved[group]) | set(current[group])
-                          if saved[group].get(k) != current[group].get(k))
-            diffs = ", ".join(f"{group}.{k}={current[group].get(k)} (checkpoint: {saved[group].get(k)})"
-                              for k in keys)
-            raise CheckpointError(f"cannot resume from {path}: {diffs}; resume with the checkpoint's "
-                                  "settings, or start a fresh run in another out_dir")
+    """The model and its encoding must be the ones the checkpoint was trained with; the error
+    names every field that differs."""
+    diffs = [f"{group}.{k}={current[group].get(k)} (checkpoint: {saved[group].get(k)})"
+             for group in ("model", "pos")
+             for k in sorted(set(saved[group]) | set(current[group])) if saved[group].get(k) != current[group].get(k)]
+    if diffs:
+        raise CheckpointError(f"cannot resume from {path}: {', '.join(diffs)}; resume with the checkpoint's "
+                              "settings, or start a fresh run in another out_dir")
 
 
 def _format_count(n: int) -> str:
