@@ -12,6 +12,7 @@ and pos=<encoding> (with a ckpt they are an error: the checkpoint brings its own
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -44,6 +45,18 @@ def validate(cfg: DictConfig) -> None:
         if given:
             raise ValueError(f"{' '.join(given)}: a checkpoint brings its own model and encoding; drop these "
                              f"options to sample from ckpt={cfg.ckpt}, or drop ckpt for a fresh model")
+
+
+def quote_prompt(arg: str) -> str:
+    """`prompt=TEXT` as a quoted Hydra value, so that any text is a prompt: Hydra's override
+    grammar rejects unquoted emoji and reads commas, brackets and colons as syntax. A value that
+    is already quoted is left as it is."""
+    key, sep, text = arg.partition("=")
+    if key != "prompt" or not sep or text[:1] in ("'", '"'):
+        return arg
+    text = re.sub(r"(\\*)'", lambda m: 2 * m.group(1) + "\\'", text)  # backslashes before a quote double
+    text = re.sub(r"(\\+)$", lambda m: 2 * m.group(1), text)  # so do trailing ones
+    return f"prompt='{text}'"
 
 
 def load(cfg: DictConfig, device: torch.device):
@@ -111,4 +124,5 @@ def sample(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     exit_with_help_if_asked("sample", SampleJob, __doc__, groups=["model", "pos"])
+    sys.argv[1:] = [quote_prompt(a) for a in sys.argv[1:]]
     main()
