@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from evaluation.config import EvalConfig, EvalSetConfig
 from evaluation.extrapolation import evaluate_model
