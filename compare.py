@@ -24,6 +24,7 @@ from configs.schema import CompareJob, register_configs
 from evaluation.ablation import run_comparison
 from training.cpu_memory import keep_freed_memory
 from training.device import resolve_device
+from training.signals import TrainingInterrupted
 
 register_configs()
 
@@ -37,7 +38,11 @@ def main(cfg: DictConfig) -> None:
             # process, which trains every run of the comparison (1.3-1.8x faster CPU steps; the
             # process holds its peak memory, one run's, until it exits: bench/RESULTS.md, "Memory").
             keep_freed_memory()
-        run_comparison(cfg, command)
+        try:
+            run_comparison(cfg, command)
+        except TrainingInterrupted as e:  # the run's checkpoint is saved; the same command resumes it
+            raise TrainingInterrupted(f"{e}, or run `{command}` again to go on with the comparison",
+                                      e.signum) from None
 
 
 if __name__ == "__main__":
