@@ -21,7 +21,7 @@ FAST = [*TINY, "train.max_steps=4", "train.eval_interval=2", "train.ckpt_interva
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["model.n_embd=30", "model.n_head=4"], "model.n_embd=30 is not divisible by model.n_head=4"),
+    (["model.n_embd=30", "model.n_head=4"], r"model.n_embd=30 must be divisible by n_head \(model.n_head=4\)"),
     (["pos=rope", "pos.rotary_dim=3"], r"pos.rotary_dim must be even and in \(0, head_dim=8\], got 3"),
     (["pos=rope", "pos.rotary_dim=10"], r"pos.rotary_dim must be even and in \(0, head_dim=8\], got 10"),
     (["train.max_steps=0"], "train.max_steps=0: must be >= 1"),
