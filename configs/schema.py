@@ -20,26 +20,31 @@ from evaluation.config import EvalConfig, SamplesConfig
 from model.config import ModelConfig, PosConfig
 from model.positional import config_classes, default_compare_encodings
 from training.config import TrainConfig, WandbConfig
+from training.device import THREADS
 from training.job import TrainJob
 
 CONFIG_DIR = ROOT / "configs"
+
 
 
 @dataclass
 class SampleJob:
     """sample.py: checkpoint -> prompt -> KV-cached generation."""
 
-    model: ModelConfig = MISSING  # used only without a checkpoint (fresh model)
+    # model= and pos= build a fresh, untrained model when no ckpt is given; with a ckpt they are
+    # an error (a checkpoint brings its own model and encoding).
+    model: ModelConfig = MISSING
     pos: PosConfig = MISSING
     ckpt: Optional[str] = None  # a checkpoint file or a run directory (its ckpt_best/ckpt_last)
-    prompt: str = "Once upon a time"
-    max_new_tokens: int = 200
-    num_samples: int = 1
-    temperature: float = 0.8
-    top_k: Optional[int] = 200
-    top_p: Optional[float] = None
-    seed: int = 1337
-    device: str = "auto"
+    prompt: str = "Once upon a time"  # "" samples unconditionally (from <|endoftext|>)
+    max_new_tokens: int = 200  # new tokens per sample at most (a sample stops at <|endoftext|>)
+    num_samples: int = 1  # samples, one after another
+    temperature: float = 0.8  # 0: greedy; higher: more random
+    top_k: Optional[int] = 200  # sample among the k likeliest tokens; null: all
+    top_p: Optional[float] = None  # nucleus sampling: the smallest set of probability >= top_p; null: off
+    seed: int = 1337  # the generator seed (same seed, same text)
+    device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
+    threads: int = THREADS  # CPU threads (torch.set_num_threads); 0: torch's default, one per core
     # What to do when the learned position table is full: "stop" with a message, or "slide"
     # (re-prefill the last block_size tokens and go on).
     overflow: str = "stop"
@@ -63,6 +68,7 @@ class EvalJob:
     ckpts: list[str] = MISSING  # checkpoint files or run directories (their ckpt_best / ckpt_last)
     eval: EvalConfig = MISSING
     out: Optional[str] = None  # one JSON file for all results; None: eval.json in each run directory
+    threads: int = THREADS  # CPU threads (torch.set_num_threads); 0: torch's default, one per core
 
 
 @dataclass
@@ -79,7 +85,8 @@ class CompareJob:
     encodings: list[str] = field(default_factory=default_compare_encodings)  # every registered one
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds per encoding
     out_dir: str = "runs/compare/${name}"  # one run directory per encoding and seed
-    report_dir: str = "report/${name}"
+    report_dir: str = "report/${name}"  # report.md, its plots and config.yaml
+    threads: int = THREADS  # CPU threads (torch.set_num_threads); 0: torch's default, one per core
 
 
 def register_configs() -> None:

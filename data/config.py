@@ -25,9 +25,9 @@ class DataConfig:
     instead, for sources that have none. Setting both is an error.
     """
 
-    name: str = "tinystories_local"  # names the cache folder
-    source: DataSource = DataSource.local
-    hub_dataset: str = "roneneldan/TinyStories"
+    name: str = "tinystories_local"  # names the corpus in meta.json and the logs
+    source: DataSource = DataSource.local  # local files, or a Hugging Face hub dataset
+    hub_dataset: str = "roneneldan/TinyStories"  # the hub dataset (source=hub)
     train_files: list[str] = field(default_factory=list)
     val_files: list[str] = field(default_factory=list)
     # Fraction of the training stories held out when the source has no validation split.

@@ -2,8 +2,8 @@
 
     folder = ensure_prepared(cfg.data)                      # data/prepare.py
     train = TrainBatches(load_tokens(folder, "train"), batch_size=16, block_size=256,
-                         seed=cfg.seed, rank=rank, device=device)
-    x, y = train.get(step)                                  # (B, T) int64 each, y = x shifted by one
+                         seed=cfg.seed, device=device)
+    x, y = train.get(step, micro_step)                      # (B, T) int64 each, y = x shifted by one
     for x, y in val_batches(load_tokens(folder, "val"), 16, 256, max_batches=20, device=device):
         ...
 
@@ -63,19 +63,22 @@ def sorted_random_positions(rng: np.random.Generator, batch_size: int, length: i
 
 
 class TrainBatches:
-    """Random training windows whose draw depends only on (seed, rank, step, micro_step).
+    """Random training windows whose draw depends only on (seed, step, micro_step).
 
-    `get(step)` builds a fresh generator from those numbers, so the batches do not depend on what
-    was drawn before: a run resumed at step k sees exactly the batches the uninterrupted run saw
-    (nothing to checkpoint but the seed), and each DDP rank draws its own stream. Window starts are
-    uniform over every position where a whole window fits, so no window runs past the end. With
-    randomized positions (`randomize_positions(N)`, then `positions`) each window sits at a sorted
-    random subset of [0, N), drawn from the batch's own generator after its starts.
+    `get(step, micro_step)` builds a fresh generator from those numbers, so the batches do not
+    depend on what was drawn before: a run resumed at step k sees exactly the batches the
+    uninterrupted run saw (nothing to checkpoint but the seed). DDP ranks differ through the
+    micro-step, which training/data.py numbers globally (rank r's micro-batch m is global
+    micro-batch r * grad_accum + m), so the global batch does not depend on the number of
+    processes. Window starts are uniform over every position where a whole window fits, so no
+    window runs past the end. With randomized positions (`randomize_positions(N)`, then
+    `positions`) each window sits at a sorted random subset of [0, N), drawn from the batch's own
+    generator after its starts.
 
     tokens: a 1-D array of token ids, usually `load_tokens(folder, "train")` (a uint16 memmap).
     batch_size: windows per batch (per process, per micro-step).
     block_size: the input length T; each window reads T + 1 tokens.
-    seed, rank: the run's seed and this process's DDP rank (both >= 0).
+    seed: the run's seed (>= 0).
     device: where the batches go; on CUDA through pinned memory with non-blocking copies.
     what: names the split in errors (e.g. the option that chose its files).
     """
@@ -86,15 +89,14 @@ class TrainBatches:
         batch_size: int,
         block_size: int,
         seed: int,
-        rank: int = 0,
         device: str | torch.device = "cpu",
         what: str = "training split",
     ):
         _check_fits(tokens, block_size, what)
-        if seed < 0 or rank < 0:
-            raise DataError(f"seed={seed}, rank={rank}: both must be >= 0")
+        if seed < 0:
+            raise DataError(f"seed={seed}: must be >= 0")
         self.tokens, self.batch_size, self.block_size = tokens, batch_size, block_size
-        self.seed, self.rank, self.device = seed, rank, torch.device(device)
+        self.seed, self.device = seed, torch.device(device)
         self._offsets = np.arange(block_size + 1)
         self.position_range: Optional[int] = None
 
@@ -105,7 +107,8 @@ class TrainBatches:
         self.position_range = position_range
 
     def _rng(self, step: int, micro_step: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.rank, step, micro_step])
+        # The 0 was a per-rank entry, always 0 in use: kept so that earlier runs resume on their batches.
+        return np.random.default_rng([self.seed, 0, step, micro_step])
 
     def _starts(self, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(0, len(self.tokens) - self.block_size, size=self.batch_size)

@@ -37,6 +37,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from data.config import DataConfig, DataSource, project_path
+from data.files import write_json_atomic
 from data.encode import get_tokenizer, num_workers, tokenize_to_files
 from data.sources import LOCAL_BUILDERS, expand_files, file_kind, load_local, load_texts
 from data.tokens import (FORMAT_VERSION, META_FILE, SPLITS, TEXT, TOKEN_DTYPE, DataError, load_tokens, read_meta,
@@ -105,7 +106,7 @@ def _prepare(cfg: DataConfig, force: bool) -> tuple[Path, dict]:
         "fingerprint": fingerprint,
         "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_json_atomic(out / META_FILE, meta)
+    write_json_atomic(out / META_FILE, meta, indent=2)
     log.info(
         "%s: train %d tokens (%d stories), val %d tokens (%d stories)", out,
         counts["train"]["tokens"], counts["train"]["stories"],
@@ -135,7 +136,7 @@ def tokenize_files(files: list[str | Path], tokenizer: str, cache_dir: str | Pat
         text = load_local(files, "text", option)
         out.mkdir(parents=True, exist_ok=True)
         counts = tokenize_to_files({TEXT: text}, enc, out, num_workers(num_proc), option)
-        _write_json_atomic(out / META_FILE, {
+        write_json_atomic(out / META_FILE, {
             "format": FORMAT_VERSION,
             "tokenizer": tokenizer,
             "vocab_size": enc.n_vocab,
@@ -238,12 +239,3 @@ def is_up_to_date(out: Path, fingerprint: str) -> bool:
         )
     except (DataError, OSError, KeyError, ValueError):
         return False
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

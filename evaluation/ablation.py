@@ -11,7 +11,6 @@ unchanged.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -23,17 +22,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from data.config import DataConfig
+from data.files import write_json_atomic
 from data.prepare import ensure_prepared
 from data.tokens import read_meta
 from data.vocab import Vocab
 from evaluation.config import EvalConfig, SamplesConfig
-from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
+from evaluation.extrapolation import check_plan, evaluate_model, format_rows, load_texts, plan_tasks
 from evaluation.probes.run import run_probes
 from evaluation.report import write_report
 from evaluation.runs import EVAL_FILE, SAMPLES_FILE, load_run, read_json
 from evaluation.samples import samples_record, sample_stories
 from model.positional import config_class, encoding_names
 from training.build import build_model
+from training.device import resolve_device
 from training.checkpoint import CKPT_LAST, load_model_and_vocab, resolve_checkpoint
 from data.config import project_path
 from training.job import as_train_job
@@ -41,7 +42,7 @@ from training.metrics import METRICS_FILE, read_metrics
 from training.run import run_training
 
 
-class CompareError(RuntimeError):
+class CompareError(ValueError):
     """A run directory that cannot be reused or resumed; the message names it."""
 
 
@@ -71,6 +72,7 @@ def make_specs(cfg: DictConfig) -> list[RunSpec]:
             job = as_train_job({
                 "model": cfg.model, "pos": OmegaConf.structured(config_class(enc)), "data": cfg.data,
                 "train": cfg.train, "wandb": cfg.wandb, "out_dir": str(run_dir), "seed": int(seed),
+                "threads": cfg.threads,
             })
             specs.append(RunSpec(enc, int(seed), run_dir, job))
     return specs
@@ -83,7 +85,8 @@ def run_status(spec: RunSpec) -> str:
         return "new"
     saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True)
     wanted = plain(spec.job)
-    saved.pop("resume", None), wanted.pop("resume", None)
+    for key in ("resume", "threads"):  # how a run is run, not what it computes
+        saved.pop(key, None), wanted.pop(key, None)
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         raise CompareError(
@@ -131,14 +134,14 @@ def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
         print(f"eval {spec.run_dir.name}: reusing {EVAL_FILE}")
         return cached
     cfg: EvalConfig = OmegaConf.to_object(eval_cfg)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, option="eval.device")
     model, _, vocab = load_model_and_vocab(spec.run_dir, device)
     print(f"eval {spec.run_dir.name} ({ident['checkpoint']}):")
     texts = load_texts(cfg, vocab)
     result = ident | evaluate_model(model, cfg, texts, device)
     result["probes"] = run_probes(model, cfg, texts, vocab, device)
     print(format_rows(result))
-    write_json(spec.run_dir / EVAL_FILE, result)
+    write_json_atomic(spec.run_dir / EVAL_FILE, result)
     return result
 
 
@@ -148,17 +151,11 @@ def sample_run(spec: RunSpec, samples_cfg: DictConfig, device_name: str) -> dict
     if cached is not None and all(cached.get(k) == v for k, v in ident.items()):
         return cached
     cfg: SamplesConfig = OmegaConf.to_object(samples_cfg)
-    device = resolve_device(device_name)
+    device = resolve_device(device_name, option="eval.device")
     model, _, vocab = load_model_and_vocab(spec.run_dir, device)
     record = ident | samples_record(sample_stories(model, vocab, cfg, device), cfg)
-    write_json(spec.run_dir / SAMPLES_FILE, record)
+    write_json_atomic(spec.run_dir / SAMPLES_FILE, record)
     return record
-
-
-def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    tmp.replace(path)
 
 
 def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
@@ -171,8 +168,13 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
     statuses = [run_status(s) for s in specs]  # fail on a foreign run directory before any work
     data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
     meta = read_meta(ensure_prepared(data_cfg))
-    try:  # check the eval settings and tokenize the eval text now, not after an hour of training
-        load_texts(OmegaConf.to_object(cfg.eval), Vocab.from_dict(meta["vocab"]))
+    try:  # check the eval settings, text and plan size now, not after an hour of training
+        eval_cfg: EvalConfig = OmegaConf.to_object(cfg.eval)
+        vocab = Vocab.from_dict(meta["vocab"])
+        texts = load_texts(eval_cfg, vocab)
+        for enc in cfg.encodings:
+            model = build_model(cfg.model, OmegaConf.structured(config_class(enc)), vocab.size)
+            check_plan(plan_tasks(model, eval_cfg, texts)[0], eval_cfg)
     except ValueError as e:
         raise CompareError(str(e)) from e
     train_tokens, val_tokens = meta["splits"]["train"]["tokens"], meta["splits"]["val"]["tokens"]
@@ -201,7 +203,7 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
         sample_run(spec, cfg.samples, cfg.eval.device)
     phases["samples"] = time.perf_counter() - t
 
-    device = resolve_device(cfg.eval.device)
+    device = resolve_device(cfg.eval.device, option="eval.device")
     info = {
         "command": command,
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),

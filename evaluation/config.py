@@ -45,7 +45,9 @@ class EvalConfig:
     The same target tokens are scored at every length and in both protocols (see windows.py).
     """
 
+    # evaluation lengths as multiples of the checkpoint's training length (round(m * L), distinct)
     multipliers: list[float] = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0])
+    # nonoverlap: windows back to back, every token scored; sliding: each window scores its last `stride`
     protocols: list[Protocol] = field(default_factory=lambda: [Protocol.nonoverlap, Protocol.sliding])
     stride: int = 32  # sliding protocol: tokens scored per window (1: exact); capped at the window length
     # Inference-time context extensions (factor = length / L_train) to evaluate each checkpoint
@@ -53,10 +55,15 @@ class EvalConfig:
     # ntk, dynamic, yarn) and "logn" (log-length scaling, every encoding); null: all of them. A
     # checkpoint that offers none of them is scored as trained.
     variants: Optional[list[str]] = None
-    # name -> EvalSetConfig. Typed as Any so a set can be added from the command line
-    # (`+eval.sets.mine={files:[a.txt]}`); __post_init__ checks each against EvalSetConfig.
+    # The texts, name -> {files, documents (stream|eot), max_tokens, about}; add one with
+    # `+eval.sets.mine={files:[a.txt]}`, drop one with `~eval.sets.NAME` (typed as Any so that a set
+    # can be added; __post_init__ checks each against EvalSetConfig).
     sets: dict[str, Any] = field(default_factory=dict)
-    batch_tokens: int = 8192  # input tokens per forward (windows per batch = batch_tokens // length)
+    # Input tokens per forward (windows per batch = batch_tokens // length). It bounds the memory
+    # at any length: the vocabulary projection runs on at most batch_tokens positions at a time.
+    batch_tokens: int = 8192
+    # Refuse a plan (per checkpoint) that forwards more tokens than this; raise it to run one anyway.
+    max_forward_tokens: int = 200_000_000
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
     dtype: Dtype = Dtype.auto  # auto: bf16 autocast on CUDA, fp32 on CPU
     progress: bool = True  # tqdm bar
@@ -68,6 +75,15 @@ class EvalConfig:
     attention: AttentionProbeConfig = field(default_factory=AttentionProbeConfig)
 
     def __post_init__(self) -> None:
+        """Check the options (on OmegaConf.to_object), before any checkpoint is read."""
+        if not self.multipliers or any(not m > 0 for m in self.multipliers):
+            raise ValueError(f"eval.multipliers={list(self.multipliers)}: give one or more positive numbers, "
+                             "e.g. eval.multipliers=[1,2,4]")
+        if not self.protocols:
+            raise ValueError("eval.protocols is empty: list nonoverlap, sliding or both")
+        for name in ("stride", "batch_tokens", "max_forward_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"eval.{name}={getattr(self, name)}: must be >= 1")
         self.sets = {name: as_eval_set(name, s) for name, s in self.sets.items()}
         unknown = [v for v in self.variants or [] if v not in all_variants()]
         if unknown:

@@ -9,7 +9,8 @@ encoding); and the loss at each token position.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -25,15 +26,9 @@ from training.precision import autocast, resolve_dtype
 TABLE_NOTE = "n/a (table length {})"
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def eval_lengths(block_size: int, multipliers: list[float]) -> list[int]:
     """The evaluation lengths: round(m * block_size) for each multiplier, sorted, distinct."""
-    if not multipliers or any(m <= 0 for m in multipliers):
+    if not multipliers or any(not m > 0 for m in multipliers):
         raise ValueError(f"eval.multipliers must be positive numbers, got {list(multipliers)}")
     return sorted({max(1, round(m * block_size)) for m in multipliers})
 
@@ -145,13 +140,69 @@ def describe_work(tasks: list[Task], chunks: dict[str, Chunks], texts: dict[str,
         if len(variants) > 1:
             lines.append(f"  x {len(variants)} variants: {', '.join(variants)} (at factor 1 all are "
                          "the trained model, scored once)")
-    runs = list({t.key: t for t in tasks if t.windows is not None}.values())
+    runs = unique_runs(tasks)
     windows = sum(len(t.windows) for t in runs)
     forwarded = sum(len(t.windows) * t.length for t in runs)
     scored = sum(t.windows.scored_tokens for t in runs)
     lines.append(f"total: {len(runs)} evaluations, {windows:,} windows, {forwarded:,} tokens forwarded, "
                  f"{scored:,} tokens scored")
     return "\n".join(lines)
+
+
+def unique_runs(tasks: list[Task]) -> list[Task]:
+    """The tasks that are scored (one per key: see Task.key), in order."""
+    return list({t.key: t for t in tasks if t.windows is not None}.values())
+
+
+def check_plan(tasks: list[Task], cfg: EvalConfig) -> int:
+    """The tokens the plan forwards; a ValueError naming the override when above the cap."""
+    forwarded = sum(len(t.windows) * t.length for t in unique_runs(tasks))
+    if forwarded > cfg.max_forward_tokens:
+        raise ValueError(
+            f"this evaluation would forward {forwarded:,} tokens, above eval.max_forward_tokens="
+            f"{cfg.max_forward_tokens:,}: lower eval.sets.<name>.max_tokens, use fewer eval.multipliers or a "
+            f"larger eval.stride, or pass eval.max_forward_tokens={forwarded} to run it anyway"
+        )
+    return forwarded
+
+
+def estimate_seconds(scorer: WindowScorer, tasks: list[Task], texts: dict[str, EvalText]) -> tuple[float, int, float]:
+    """A short measured warm-up: one window of each distinct (length, protocol, stride) is scored
+    and timed, and its time per window is scaled by that task's window count (RoPE's variants cost
+    what the unscaled model costs). Returns (estimated seconds, warm-up tokens, warm-up seconds)."""
+    runs = unique_runs(tasks)
+    if not runs:
+        return 0.0, 0, 0.0
+    first = min(runs, key=lambda t: t.length)
+    on_batch, scorer.on_batch = scorer.on_batch, None
+    try:
+        scorer.score(texts[first.set_name].tokens, _head(first.windows))  # untimed: first-call overheads
+        per_window: dict[tuple, float] = {}
+        spent, tokens = 0.0, 0
+        for t in runs:
+            shape = (t.length, t.protocol, t.stride)
+            if shape not in per_window:
+                start = time.perf_counter()
+                scorer.score(texts[t.set_name].tokens, _head(t.windows))
+                per_window[shape] = time.perf_counter() - start
+                spent += per_window[shape]
+                tokens += t.length
+    finally:
+        scorer.on_batch = on_batch
+    total = sum(per_window[(t.length, t.protocol, t.stride)] * len(t.windows) for t in runs)
+    return total, tokens, spent
+
+
+def _head(windows: Windows) -> Windows:
+    """The first window of `windows`."""
+    return replace(windows, starts=windows.starts[:1], score_from=windows.score_from[:1],
+                   score_to=windows.score_to[:1])
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: torch.device,
@@ -173,12 +224,15 @@ def evaluate_model(model, cfg: EvalConfig, texts: dict[str, EvalText], device: t
     """
     tasks, chunks = plan_tasks(model, cfg, texts)
     log(describe_work(tasks, chunks, texts))
+    total = check_plan(tasks, cfg)
     dtype = resolve_dtype(cfg.dtype, device)
-    unique = {t.key: t for t in tasks if t.windows is not None}
-    total = sum(len(t.windows) * t.length for t in unique.values())
+    scorer = WindowScorer(model, device, lambda: autocast(device, dtype), cfg.batch_tokens)
+    estimate, warm_tokens, warm_s = estimate_seconds(scorer, tasks, texts)
+    log(f"estimated time: about {format_duration(estimate)} on {device} (from a warm-up of {warm_tokens:,} "
+        f"tokens in {warm_s:.1f} s)")
     bar = tqdm(total=total, unit="tok", unit_scale=True, desc="eval", dynamic_ncols=True,
                disable=not cfg.progress)
-    scorer = WindowScorer(model, device, lambda: autocast(device, dtype), cfg.batch_tokens, bar.update)
+    scorer.on_batch = bar.update
     results = {
         name: {
             "files": [str(f) for f in texts[name].files],

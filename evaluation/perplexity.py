@@ -5,6 +5,11 @@ last few positions, so the vocabulary projection (the costliest layer of a small
 50,257-token vocabulary) is applied to those positions only: `model.hidden` gives the final hidden
 states (B, L, C), and `model.lm_head` sees their last k positions (B, k, C). The positions before
 them are still computed by every block, so the scored tokens see the whole window.
+
+Memory is bounded by `batch_tokens` at any length: a batch holds at most batch_tokens input
+tokens (one window when a window is longer), and the head runs on batch_tokens positions at a
+time, so the logits never exceed (batch_tokens, V), where one window of 16K tokens would otherwise
+make 16K x 50,257 floats (3.3 GB) plus a float copy for the cross-entropy.
 """
 
 from __future__ import annotations
@@ -74,9 +79,8 @@ class WindowScorer:
                 x = torch.from_numpy(buf[:, :-1]).to(self.device)
                 y = torch.from_numpy(buf[:, 1 + first :]).to(self.device)  # (B, L - first)
                 with self.autocast():
-                    logits = self.model.lm_head(self.model.hidden(x)[:, first:])  # (B, L - first, V)
-                ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
-                ce = ce.view(len(rows), L - first).double().cpu().numpy()
+                    h = self.model.hidden(x)[:, first:]  # (B, L - first, C)
+                ce = self.head_cross_entropy(h, y).cpu().numpy()  # (B, L - first)
                 pos = np.arange(first, L)[None, :]  # (1, L - first) window positions
                 mask = (pos >= lo[:, None]) & (pos < hi[:, None])  # (B, L - first)
                 out.loss_sum += float((ce * mask).sum())
@@ -91,3 +95,16 @@ class WindowScorer:
         finally:
             self.model.train(was_training)
         return out
+
+    def head_cross_entropy(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy (B, T) float64 of the head's logits at hidden states h (B, T, C) against
+        targets y (B, T), max(1, batch_tokens // B) positions at a time."""
+        B, T = y.shape
+        step = max(1, self.batch_tokens // B)
+        ce = torch.empty(B, T, dtype=torch.float64, device=h.device)
+        for t in range(0, T, step):
+            with self.autocast():
+                logits = self.model.lm_head(h[:, t : t + step])  # (B, <= step, V)
+            part = F.cross_entropy(logits.float().flatten(0, 1), y[:, t : t + step].flatten(), reduction="none")
+            ce[:, t : t + step] = part.view(B, -1)
+        return ce

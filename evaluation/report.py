@@ -13,11 +13,11 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
+from data.config import ROOT
 from evaluation import plots
 from evaluation.probes.report import probes_section
 from evaluation.runs import Cell, RunRecord, by_encoding, ppl_rows, variant_notes
 
-ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL_NAMES = {"nonoverlap": "non-overlapping windows", "sliding": "sliding window"}
 
 

@@ -23,15 +23,15 @@ class AttnBackend(str, Enum):
 class ModelConfig:
     """GPT-2 names. `block_size` is the training context length."""
 
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 256
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads; must divide n_embd
+    n_embd: int = 128  # width of the residual stream
+    block_size: int = 256  # training context length (tokens)
     # None: the data's vocabulary (meta.json's, set when the model is built: training/build.py).
     vocab_size: Optional[int] = None
-    dropout: float = 0.0
-    bias: bool = True
-    attn_backend: AttnBackend = AttnBackend.auto
+    dropout: float = 0.0  # on embeddings, attention weights and residual branches; 0 disables
+    bias: bool = True  # biases in the linear layers and LayerNorms
+    attn_backend: AttnBackend = AttnBackend.auto  # auto: SDPA on CPU, FlexAttention for bias encodings on CUDA
 
 
 @dataclass

@@ -49,6 +49,8 @@ class GPT(nn.Module):
                 raise ValueError(f"model.{name} must be >= 1, got {getattr(cfg, name)}")
         if not 0.0 <= cfg.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
+        if cfg.n_embd % cfg.n_head:  # before the encoding, whose checks assume a whole head size
+            raise ValueError(f"model.n_embd={cfg.n_embd} must be divisible by n_head (model.n_head={cfg.n_head})")
         self.cfg, self.pos_cfg = cfg, pos_cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.pos = build_positional(cfg, pos_cfg)  # one instance shared by every layer

@@ -61,15 +61,51 @@ def test_without_checkpoint_samples_a_fresh_model_and_says_so():
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["temperature=-1"], "temperature must be >= 0"),
+        (["temperature=-1"], "error: temperature must be >= 0 (0 is greedy), got -1.0"),
         (["tempreature=1"], "tempreature"),
-        (["ckpt=/nonexistent/ckpt.pt"], "checkpoint not found: /nonexistent/ckpt.pt"),
+        (["ckpt=/nonexistent/ckpt.pt"], "error: checkpoint not found: /nonexistent/ckpt.pt"),
+        (["max_new_tokens=-3"], "error: max_new_tokens=-3: must be >= 1"),
+        (["num_samples=0"], "error: num_samples=0: must be >= 1"),
+        (["top_p=1.5"], "error: top_p must be in (0, 1] or null, got 1.5"),
+        (["top_k=0"], "error: top_k must be >= 1 or null, got 0"),
+        (["device=cuda:7"], "error: device=cuda:7: "),
     ],
 )
 def test_bad_input_is_a_clear_error(overrides, message):
     result = run_sample(*overrides)
     assert result.returncode != 0
-    assert message in result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("override", ["pos=alibi", "model.n_layer=2"])
+def test_model_options_beside_a_checkpoint_are_refused(checkpoint, override):
+    path, _ = checkpoint
+    result = run_sample(f"ckpt={path}", override)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"error: {override}: a checkpoint brings its own model and encoding; drop "
+                                     f"these options to sample from ckpt={path}, or drop ckpt for a fresh model")
+
+
+def test_emoji_and_empty_prompts_work_and_nothing_is_written(checkpoint):
+    path, _ = checkpoint
+    before = set(ROOT.iterdir())
+    emoji = run_sample(f"ckpt={path}", "prompt=🐶 and 🐱", "max_new_tokens=4")
+    assert emoji.returncode == 0, emoji.stderr
+    assert emoji.stdout.startswith("🐶 and 🐱")
+    empty = run_sample(f"ckpt={path}", "prompt=", "max_new_tokens=4")
+    assert empty.returncode == 0, empty.stderr
+    assert "note: empty prompt: sampling unconditionally, from <|endoftext|>" in empty.stderr
+    assert set(ROOT.iterdir()) == before  # no outputs/ folder, no sample.log
+
+
+@pytest.mark.parametrize("text", ["🐶 and 🐱", "it's", "a\\'b", "end\\", "Hi, [you]: {x}", "x\\y", ""])
+def test_any_prompt_text_survives_hydras_override_grammar(text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from sample import quote_prompt
+
+    assert OverridesParser.create().parse_override(quote_prompt(f"prompt={text}")).value() == text
+    assert quote_prompt("prompt='quoted'") == "prompt='quoted'" and quote_prompt("seed=1") == "seed=1"
 
 
 def test_corrupt_checkpoint_and_long_prompt_are_clear_errors(checkpoint, tmp_path):

@@ -1,19 +1,23 @@
 """Checkpoints: atomic writes, safe loading, RNG state, and `load_model` for the other tools.
 
 A checkpoint is one `torch.save`d dict of plain data (tensors, numbers, strings, lists, dicts),
-so it loads with `torch.load(weights_only=True)`:
+so it loads with `torch.load(weights_only=True)`. ckpt_last.pt holds everything a resume needs:
 
     model          state dict of the bare GPT (no `_orig_mod.` / `module.` prefixes)
-    optimizer      AdamW state dict
+    optimizer      AdamW state dict (twice the model's size: the two moment estimates)
     step           optimizer steps done; the learning rate schedule is a pure function of it
     loader         the train loader's position (its `state_dict()`)
     rng            one entry per process: python, numpy, torch (and cuda) generator states
-    best_val_loss, best_step, evals_since_best, tokens, elapsed_s   loop bookkeeping
+    best_val_loss, best_step, evals_since_best, last_val_loss, elapsed_s, wandb_id   bookkeeping
     config         the resolved TrainJob as plain containers (enums as strings)
     vocab          the data's vocabulary: the map from tokenizer ids to the model's (data/vocab.py)
 
+ckpt_best.pt (the best val loss so far) holds only what evaluation and sampling read (`MODEL_KEYS`:
+model, config, step, best_val_loss, best_step), a third of ckpt_last.pt's size: it is never
+resumed from.
+
 Writes go to a temporary file in the same folder, are fsync'ed, then renamed over the target,
-so a crash mid-write leaves the previous checkpoint intact.
+so a crash or a full disk mid-write leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from training.build import build_model
 
 CKPT_LAST = "ckpt_last.pt"
 CKPT_BEST = "ckpt_best.pt"
+MODEL_KEYS = ("model", "config", "vocab", "step", "best_val_loss", "best_step")
 
 
 class CheckpointError(RuntimeError):
@@ -48,8 +53,14 @@ def bare_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+def model_only(state: dict) -> dict:
+    """The entries of a full checkpoint that evaluation and sampling need (ckpt_best.pt)."""
+    return {k: state[k] for k in MODEL_KEYS if k in state}
+
+
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write `state` to `path` atomically: temp file, fsync, rename, fsync of the folder."""
+    """Write `state` to `path` atomically: temp file, fsync, rename, fsync of the folder. A write
+    that fails (a full disk) is a CheckpointError, and the previous file at `path` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -59,6 +70,10 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = f"the previous {path.name} is intact" if path.is_file() else "nothing was written"
+        raise CheckpointError(f"could not write checkpoint {path} ({e.strerror or e}): {kept}") from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -85,8 +100,8 @@ def load_checkpoint(path: str | Path, required: tuple[str, ...] = ("model", "con
     except Exception as e:
         raise CheckpointError(
             f"checkpoint {path} is corrupt or truncated and cannot be read "
-            f"({type(e).__name__}: {e}). Resume from another checkpoint in {path.parent} "
-            f"(for example copy {CKPT_BEST} over {CKPT_LAST})."
+            f"({type(e).__name__}: {e}). Evaluation and sampling can use the other checkpoint in "
+            f"{path.parent} ({CKPT_BEST} holds the weights of the best step, not a resumable state)."
         ) from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")

@@ -29,8 +29,8 @@ class TrainConfig:
     min_lr: float = 1e-4  # floor of the cosine decay, reached at max_steps
     warmup_steps: int = 100  # linear warmup from 0 to lr
     weight_decay: float = 0.1  # applied only to weights of 2 or more dimensions
-    beta1: float = 0.9
-    beta2: float = 0.95
+    beta1: float = 0.9  # AdamW's first-moment decay
+    beta2: float = 0.95  # AdamW's second-moment decay
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     eval_interval: int = 100  # evaluate validation loss every this many steps (and at the end)
     eval_batches: int = 20  # validation batches per evaluation (split over processes)
@@ -38,10 +38,23 @@ class TrainConfig:
     ckpt_interval: int = 100  # write ckpt_last.pt every this many steps (and at the end)
     patience: int = 0  # stop after this many evaluations without a better val loss; 0: never
     compile: bool = False  # torch.compile the model
-    dtype: Dtype = Dtype.auto
+    dtype: Dtype = Dtype.auto  # auto: bf16 autocast on CUDA (when supported), fp32 on CPU
     device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...
     peak_flops: float = 989e12  # accelerator peak for MFU (H100 SXM dense bf16)
     progress: bool = True  # tqdm progress bar on rank 0
+
+    def __post_init__(self) -> None:
+        """Reject values the loop cannot run with, naming the option (runs on OmegaConf.to_object)."""
+        for name in ("batch_size", "global_batch_size", "max_steps", "eval_interval", "eval_batches",
+                     "log_interval", "ckpt_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name}={getattr(self, name)}: must be >= 1")
+        for name in ("lr", "min_lr", "warmup_steps", "patience", "weight_decay", "grad_clip"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"train.{name}={getattr(self, name)}: must be >= 0")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"train.{name}={getattr(self, name)}: must be in [0, 1)")
 
 
 class WandbMode(str, Enum):
@@ -55,7 +68,7 @@ class WandbConfig:
     """Weights & Biases logging. The environment variable WANDB_MODE=disabled (set in tests and
     CI) wins over `mode`."""
 
-    mode: WandbMode = WandbMode.online
-    project: str = "pos-encodings"
+    mode: WandbMode = WandbMode.online  # online falls back to offline without an API key
+    project: str = "pos-encodings"  # the W&B project
     name: Optional[str] = None  # None: "<encoding>-<layers>x<width>-<non-embedding params>"
-    entity: Optional[str] = None
+    entity: Optional[str] = None  # the W&B team or user; None: your default

@@ -21,6 +21,10 @@ def keep_freed_memory() -> bool:
     heap for reuse. torch's 64-byte-aligned requests do not always fit a freed block exactly, so
     some faults remain: in train.py's A/B the system time fell from 109 s to 8-42 s and the steps
     got 1.3-1.8x faster. The process then holds its peak memory until it exits.
+
+    Process-wide and irreversible (there is no way back for the rest of the process), so only entry
+    points call it (train.py, compare.py, the benchmarks), never library code: a program that
+    imports `run_training` keeps its own malloc policy unless it calls this itself.
     """
     name = ctypes.util.find_library("c")
     if name is None:

@@ -42,8 +42,8 @@ class TrainData:
             folder = ensure_prepared(data_cfg)  # up to date by now: only checks the fingerprint
         self.seed, self.rank, self.grad_accum = seed, env.rank, grad_accum
         self.vocab = Vocab.from_dict(read_meta(folder)["vocab"])  # the model's vocabulary follows it
-        # rank=0 for every process: the stream is indexed by the global micro-batch instead.
-        self.train = TrainBatches(load_tokens(folder, "train"), batch_size, block_size, seed, rank=0,
+        # one stream for every process, indexed by the global micro-batch
+        self.train = TrainBatches(load_tokens(folder, "train"), batch_size, block_size, seed,
                                   device=env.device, what=f"training split ({_origin(data_cfg, 'train')})")
         self.val = ValBatches(load_tokens(folder, "val"), batch_size, block_size, max_batches=eval_batches,
                               device=env.device, what=f"validation split ({_origin(data_cfg, 'val')}) at "

@@ -11,6 +11,7 @@ from data.config import DataConfig
 from model.config import ModelConfig, PosConfig
 from model.positional import config_class
 from training.config import TrainConfig, WandbConfig
+from training.device import THREADS
 
 
 @dataclass
@@ -22,9 +23,11 @@ class TrainJob:
     data: DataConfig = MISSING
     train: TrainConfig = MISSING
     wandb: WandbConfig = field(default_factory=WandbConfig)
-    out_dir: Optional[str] = None  # None: Hydra's run directory
-    resume: bool = False  # continue from <out_dir>/ckpt_last.pt
-    seed: int = 1337
+    # The run folder (relative to the project root); null: runs/<date>/<time>-<pos>-<model>.
+    out_dir: Optional[str] = None
+    resume: bool = False  # continue the run in out_dir from its ckpt_last.pt
+    seed: int = 1337  # initial weights, batches and dropout
+    threads: int = THREADS  # CPU threads (torch.set_num_threads); 0: torch's default, one per core
 
 
 def as_train_job(cfg) -> DictConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -36,6 +37,7 @@ class LoopState:
     last_val_loss: Optional[float] = None
     elapsed_s: float = 0.0  # wall time of all sessions before this one
     stopped_early: bool = False
+    stopped_by: Optional[int] = None  # the signal that stopped the run (after saving a checkpoint)
     session_tokens: int = 0  # trained by this process (for its throughput)
     session_train_s: float = 0.0
 
@@ -71,6 +73,7 @@ class Loop:
     save: Callable[[LoopState, bool, float], None]  # (state, is_best, elapsed_s): ckpt_last (+best)
     wandb_run: object = None
     state: LoopState = field(default_factory=LoopState)
+    stop: object = False  # truthy once the run should stop (training.signals.StopFlag, .signum)
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         """One optimizer update; (loss averaged over this process's micro-batches, grad norm, lr)."""
@@ -156,8 +159,14 @@ class Loop:
             is_best = False
             if st.step % cfg.eval_interval == 0 or last:
                 is_best = self.eval_step(t_start, bar)
-            if is_best or st.step % cfg.ckpt_interval == 0 or last or st.stopped_early:
+            saved = is_best or st.step % cfg.ckpt_interval == 0 or last or st.stopped_early
+            if saved:
                 self.save(st, is_best, self.elapsed(t_start))
+            if not last and dist_utils.any_process(self.env, bool(self.stop)):  # Ctrl-C / SIGTERM: save, stop
+                if not saved:
+                    self.save(st, False, self.elapsed(t_start))
+                st.stopped_by = getattr(self.stop, "signum", None) or signal.SIGTERM
+                break
         bar.close()
         st.elapsed_s = self.elapsed(t_start)
         return st

@@ -3,7 +3,9 @@ compare.py calls it in process with `configs.compose.compose_job(overrides)`."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from training.checkpoint import (
     bare_model,
     checkpoint_vocab,
     load_checkpoint,
+    model_only,
     remove_stale_temp_files,
     rng_state,
     save_checkpoint,
@@ -33,8 +36,9 @@ from training.job import as_train_job
 from training.loop import Loop, LoopState
 from training.metrics import METRICS_FILE, MetricsLog
 from training.optim import build_optimizer
-from training.cpu_memory import keep_freed_memory
+from training.device import set_threads
 from training.precision import autocast, enable_tf32, resolve_dtype
+from training.signals import TrainingInterrupted, stop_on_signals
 from training.wandb_run import start_run
 
 RESUME_KEYS = ("model", "optimizer", "step", "loader", "rng", "config", "best_val_loss", "best_step",
@@ -44,7 +48,11 @@ RESUME_KEYS = ("model", "optimizer", "step", "loader", "rng", "config", "best_va
 def run_training(job_cfg) -> dict:
     """Train one model as configured by a TrainJob (DictConfig, dict or dataclass); returns the
     summary that is also the last line of <out_dir>/metrics.jsonl. Under torchrun every process
-    calls it; rank 0 writes the files."""
+    calls it; rank 0 writes the files.
+
+    Every check (options, data, a resume's checkpoint and model shape) runs before anything is
+    written, so a refused run leaves out_dir as it was (and makes no folder). SIGINT and SIGTERM
+    during the loop save a checkpoint of the current step and raise `TrainingInterrupted`."""
     cfg = as_train_job(job_cfg)
     env = dist_utils.setup(cfg.train.device)
     try:
@@ -54,15 +62,22 @@ def run_training(job_cfg) -> dict:
 
 
 def resolve_out_dir(cfg: DictConfig) -> Path:
-    """out_dir (relative to the project root), else the directory Hydra made for this run."""
-    if cfg.out_dir is not None:
-        return project_path(cfg.out_dir)
-    from hydra.core.hydra_config import HydraConfig
+    """out_dir, relative to the project root (train.py fills in its dated default)."""
+    if cfg.out_dir is None:
+        raise ValueError("out_dir is not set: pass out_dir=PATH")
+    return project_path(cfg.out_dir)
 
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    raise ValueError("out_dir is not set: pass out_dir=PATH (or run through train.py, which uses "
-                     "Hydra's run directory)")
+
+def check_writable(out_dir: Path) -> None:
+    """out_dir can be made (or written to): checked before any work, so that a run does not train
+    for an hour and then fail at its first checkpoint."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir={out_dir} is a file, not a folder")
+    existing = out_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"out_dir={out_dir}: {existing} is not a writable folder; choose another out_dir")
 
 
 def grad_accum_steps(cfg: TrainConfig, world_size: int) -> int:
@@ -83,15 +98,14 @@ def seed_everything(seed: int) -> None:
 
 
 def check_resumable(saved: dict, current: dict, path: Path) -> None:
-    """The model and its encoding must be the ones the checkpoint was trained with."""
-    for group in ("model", "pos"):
-        if saved[group] != current[group]:
-            keys = sorted(k for k in set(saved[group]) | set(current[group])
-                          if saved[group].get(k) != current[group].get(k))
-            raise CheckpointError(
-                f"cannot resume from {path}: {group} config differs in {keys} "
-                f"(checkpoint {[saved[group].get(k) for k in keys]}, now {[current[group].get(k) for k in keys]})"
-            )
+    """The model and its encoding must be the ones the checkpoint was trained with; the error
+    names every field that differs."""
+    diffs = [f"{group}.{k}={current[group].get(k)} (checkpoint: {saved[group].get(k)})"
+             for group in ("model", "pos")
+             for k in sorted(set(saved[group]) | set(current[group])) if saved[group].get(k) != current[group].get(k)]
+    if diffs:
+        raise CheckpointError(f"cannot resume from {path}: {', '.join(diffs)}; resume with the checkpoint's "
+                              "settings, or start a fresh run in another out_dir")
 
 
 def check_same_vocab(saved: Vocab, current: Vocab, path: Path) -> None:
@@ -108,26 +122,22 @@ def _format_count(n: int) -> str:
 
 
 def _train(cfg: DictConfig, env: DistEnv) -> dict:
-    tcfg: TrainConfig = OmegaConf.to_object(cfg.train)
+    tcfg: TrainConfig = OmegaConf.to_object(cfg.train)  # validates the values (TrainConfig.__post_init__)
+    set_threads(cfg.threads)
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     out_dir = resolve_out_dir(cfg)
     ckpt_last = out_dir / CKPT_LAST
     if cfg.resume and not ckpt_last.is_file():
-        raise CheckpointError(f"resume=true but there is no checkpoint to resume from: {ckpt_last}")
+        raise CheckpointError(f"resume=true but there is no checkpoint to resume from: {ckpt_last} does not "
+                              "exist; drop resume=true to start a fresh run there")
     if not cfg.resume and ckpt_last.is_file():
         raise CheckpointError(f"{out_dir} already holds {CKPT_LAST}: pass resume=true to continue "
                               f"that run, or choose another out_dir")
+    check_writable(out_dir)
     grad_accum = grad_accum_steps(tcfg, env.world_size)
     device = env.device
     dtype = resolve_dtype(tcfg.dtype, device)
     enable_tf32(device)
-    if device.type == "cpu":
-        keep_freed_memory()  # 1.3-1.8x faster CPU steps: fewer page faults on the per-step logits
-    dist_utils.barrier(env)  # every process has checked the directory before rank 0 writes to it
-    if env.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(out_dir)
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(container))
 
     data = TrainData(OmegaConf.to_object(cfg.data), cfg.model.block_size, tcfg.batch_size, cfg.seed, env, grad_accum,
                      tcfg.eval_batches)
@@ -140,7 +150,7 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
 
     state = LoopState()
     wandb_id = None
-    if cfg.resume:
+    if cfg.resume:  # accepted only when everything below loads: until then nothing is written
         ckpt = load_checkpoint(ckpt_last, required=RESUME_KEYS)
         check_resumable(ckpt["config"], container, ckpt_last)
         check_same_vocab(checkpoint_vocab(ckpt, ckpt_last), data.vocab, ckpt_last)
@@ -155,10 +165,18 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
         else:  # another number of processes: fresh streams, the run goes on but not bitwise
             seed_everything(cfg.seed + 1000003 * state.step + env.rank)
         wandb_id = ckpt.get("wandb_id")
-        metrics.truncate_after(state.step)
     else:
         seed_everything(cfg.seed + env.rank)  # dropout differs between processes
-        if env.is_main and (out_dir / METRICS_FILE).exists():
+
+    dist_utils.barrier(env)  # every process has checked the directory before rank 0 writes to it
+    metrics = MetricsLog(out_dir / METRICS_FILE, enabled=env.is_main)
+    if env.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out_dir)
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(container))
+        if cfg.resume:
+            metrics.truncate_after(state.step)
+        elif (out_dir / METRICS_FILE).exists():
             (out_dir / METRICS_FILE).unlink()
 
     if tcfg.compile:
@@ -200,8 +218,8 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
                 **st.bookkeeping(),
             }
             save_checkpoint(ckpt, ckpt_last)
-            if is_best:
-                save_checkpoint(ckpt, out_dir / CKPT_BEST)
+            if is_best:  # the weights alone: what evaluation and sampling read (see checkpoint.py)
+                save_checkpoint(model_only(ckpt), out_dir / CKPT_BEST)
         dist_utils.barrier(env)
 
     loop = Loop(
@@ -211,7 +229,15 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
         flops_per_token=model.flops_per_token(model.cfg.block_size), metrics=metrics, save=save,
         wandb_run=wandb_run, state=state,
     )
-    st = loop.run()
+    with stop_on_signals() as stop:
+        loop.stop = stop
+        st = loop.run()
+    if st.stopped_by is not None:
+        if wandb_run is not None:
+            wandb_run.finish(exit_code=128 + st.stopped_by)
+        raise TrainingInterrupted(
+            f"stopped by {signal.Signals(st.stopped_by).name} at step {st.step}: saved {ckpt_last}; continue "
+            f"with resume=true out_dir={out_dir}", st.stopped_by)
 
     summary = {
         "tokens": st.step * tokens_per_step,
