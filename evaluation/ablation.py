@@ -1,12 +1,17 @@
 """compare.py's work: train every encoding (x every seed) with one recipe, evaluate each best
 checkpoint, sample a few stories, and write the report.
 
-Training goes through `training.run.run_training`, in this process, one run after another, into
-<out_dir>/<encoding>-s<seed>/. A finished run whose saved config equals the one asked for is
-reused (so a second `compare.py` after a crash or a change to the report only redoes what is
-missing); a run that stopped midway is resumed; a run directory holding another config is an
-error. eval.json and samples.json are reused the same way when their checkpoint and settings are
-unchanged.
+Each run (train through `training.run.run_training`, evaluate, sample) goes into
+<out_dir>/<encoding>-s<seed>/: one after another in this process (jobs=1), or `jobs` at a time in
+worker processes (evaluation/parallel.py), with the same numbers either way. A finished run whose
+saved config equals the one asked for is reused (so a second `compare.py` after a crash or a
+change to the report only redoes what is missing); a run that stopped midway is resumed; a run
+directory holding another config is an error. eval.json and samples.json are reused the same way
+when their checkpoint and settings are unchanged.
+
+The report folder carries copies of the runs' small files and rebuilds from them
+(evaluation/bundle.py). A report under the committed report/ folder is refused when the code that
+would make it is not a clean commit, unless allow_dirty=true (then it carries a warning).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import Optional
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,16 +34,23 @@ from data.tokens import read_meta
 from data.vocab import Vocab
 from evaluation.config import EvalConfig, SamplesConfig
 from evaluation.extrapolation import evaluate_model, format_rows, load_texts, resolve_device
-from evaluation.report import write_report
+from evaluation.bundle import write_bundle
+from evaluation.estimate import estimate_line
+from evaluation.parallel import WorkerError, run_parallel
+from evaluation.code_notes import stage_codes
 from evaluation.runs import EVAL_FILE, SAMPLES_FILE, load_run, read_json
 from evaluation.samples import samples_record, sample_stories
 from model.positional import config_class, encoding_names
 from training.build import build_model
 from training.checkpoint import CKPT_LAST, load_model_and_vocab, resolve_checkpoint
-from data.config import project_path
+from data.config import ROOT, project_path
 from training.job import as_train_job
 from training.metrics import METRICS_FILE, read_metrics
+from training.provenance import code_version, describe
 from training.run import run_training
+
+COMMITTED_REPORTS = ROOT / "report"  # reports committed to the repository
+IGNORED_KEYS = {("resume",), ("train", "progress")}  # differ between runs without changing their numbers
 
 
 class CompareError(RuntimeError):
@@ -75,14 +88,24 @@ def make_specs(cfg: DictConfig) -> list[RunSpec]:
     return specs
 
 
+def _comparable(job: dict) -> dict:
+    """The job without IGNORED_KEYS (settings such as the progress bar)."""
+    job = {k: dict(v) if isinstance(v, dict) else v for k, v in job.items()}
+    for path in IGNORED_KEYS:
+        node = job
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return job
+
+
 def run_status(spec: RunSpec) -> str:
     """"done" (reuse), "resume", or "new"; CompareError if the directory holds another config."""
     saved_path = spec.run_dir / "config.yaml"
     if not saved_path.is_file():
         return "new"
-    saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True)
-    wanted = plain(spec.job)
-    saved.pop("resume", None), wanted.pop("resume", None)
+    saved = _comparable(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
+    wanted = _comparable(plain(spec.job))
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         raise CompareError(
@@ -124,7 +147,7 @@ def _checkpoint_id(run_dir: Path) -> dict:
 
 def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
     """eval.json of one run: reused when its checkpoint and eval settings are unchanged."""
-    ident = _checkpoint_id(spec.run_dir) | {"eval_config": plain(eval_cfg)}
+    ident = _checkpoint_id(spec.run_dir) | {"eval_config": {k: v for k, v in plain(eval_cfg).items() if k != "progress"}}
     cached = read_json(spec.run_dir / EVAL_FILE)
     if cached is not None and all(cached.get(k) == v for k, v in ident.items()):
         print(f"eval {spec.run_dir.name}: reusing {EVAL_FILE}")
@@ -133,7 +156,7 @@ def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
     device = resolve_device(cfg.device)
     model, _, vocab = load_model_and_vocab(spec.run_dir, device)
     print(f"eval {spec.run_dir.name} ({ident['checkpoint']}):")
-    result = ident | evaluate_model(model, cfg, load_texts(cfg, vocab), device)
+    result = ident | {"code": code_version()} | evaluate_model(model, cfg, load_texts(cfg, vocab), device)
     print(format_rows(result))
     write_json(spec.run_dir / EVAL_FILE, result)
     return result
@@ -147,7 +170,7 @@ def sample_run(spec: RunSpec, samples_cfg: DictConfig, device_name: str) -> dict
     cfg: SamplesConfig = OmegaConf.to_object(samples_cfg)
     device = resolve_device(device_name)
     model, _, vocab = load_model_and_vocab(spec.run_dir, device)
-    record = ident | samples_record(sample_stories(model, vocab, cfg, device), cfg)
+    record = ident | {"code": code_version()} | samples_record(sample_stories(model, vocab, cfg, device), cfg)
     write_json(spec.run_dir / SAMPLES_FILE, record)
     return record
 
@@ -158,12 +181,48 @@ def write_json(path: Path, obj: dict) -> None:
     tmp.replace(path)
 
 
+def process_run(spec: RunSpec, status: str, eval_cfg: DictConfig, samples_cfg: Optional[DictConfig],
+                device_name: str) -> dict[str, float]:
+    """Train (unless done), evaluate and, given samples_cfg, sample one run; seconds per stage."""
+    times = {}
+    t = time.perf_counter()
+    if status != "done":
+        job = spec.job.copy()
+        job.resume = status == "resume"
+        run_training(job)
+    times["training"] = time.perf_counter() - t
+    t = time.perf_counter()
+    evaluate_run(spec, eval_cfg)
+    times["evaluation"] = time.perf_counter() - t
+    if samples_cfg is not None:
+        t = time.perf_counter()
+        sample_run(spec, samples_cfg, device_name)
+        times["samples"] = time.perf_counter() - t
+    return times
+
+
+def check_code(report_dir: Path, names: list[str], allow_dirty: bool, what: str) -> None:
+    """A report under report/ (committed) must come from committed code, unless allow_dirty."""
+    inside = report_dir.resolve().is_relative_to(COMMITTED_REPORTS.resolve())
+    bad = [n for n in names if not n or "uncommitted" in n or n.startswith("unknown")]
+    if inside and bad and not allow_dirty:
+        raise CompareError(
+            f"report_dir={report_dir} is a committed report, but {what} {sorted(set(bad))}: commit first "
+            "(a report must name the commit that made it), write it elsewhere (the default runs/compare/NAME/"
+            "report), or pass allow_dirty=true to write it with a warning"
+        )
+
+
 def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
     """Train, evaluate, sample, report; returns the path of report.md."""
     started = datetime.now(timezone.utc)
     load_start = os.getloadavg()[0]  # other processes sharing the machine slow every phase down
     t0 = time.perf_counter()
-    phases: dict[str, float] = {}
+    code = code_version()
+    report_dir = project_path(cfg.report_dir)
+    check_code(report_dir, [describe(code)], cfg.allow_dirty, "the working tree is")
+    if cfg.jobs < 1 or (cfg.threads is not None and cfg.threads < 1):
+        raise CompareError(f"jobs={cfg.jobs}, threads={cfg.threads}: both must be at least 1")
     specs = make_specs(cfg)
     statuses = [run_status(s) for s in specs]  # fail on a foreign run directory before any work
     data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
@@ -174,35 +233,39 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
         raise CompareError(str(e)) from e
     train_tokens, val_tokens = meta["splits"]["train"]["tokens"], meta["splits"]["val"]["tokens"]
     print(describe_plan(cfg, specs, train_tokens, meta["vocab_size"]), flush=True)
+    threads = cfg.threads or (max(1, (os.cpu_count() or 1) // cfg.jobs) if cfg.jobs > 1 else torch.get_num_threads())
+    if cfg.estimate:
+        print(estimate_line(cfg, specs, statuses, threads, Vocab.from_dict(meta["vocab"])), flush=True)
 
-    t = time.perf_counter()
-    for i, (spec, status) in enumerate(zip(specs, statuses)):
-        print(f"[{i + 1}/{len(specs)}] {spec.run_dir.name}: "
-              + {"done": "finished earlier, reused", "resume": "resuming", "new": "training"}[status], flush=True)
-        if status != "done":
-            job = spec.job.copy()
-            job.resume = status == "resume"
-            run_training(job)
-    phases["training"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    for spec in specs:
-        evaluate_run(spec, cfg.eval)
-    phases["evaluation"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     first_seed = {}
     for spec in specs:
         first_seed.setdefault(spec.encoding, spec)
-    for spec in first_seed.values():
-        sample_run(spec, cfg.samples, cfg.eval.device)
-    phases["samples"] = time.perf_counter() - t
+    sampled = [spec is first_seed[spec.encoding] for spec in specs]
+    if cfg.jobs == 1:
+        torch.set_num_threads(threads)
+        stage_times = []
+        for i, (spec, status, sample) in enumerate(zip(specs, statuses, sampled)):
+            print(f"[{i + 1}/{len(specs)}] {spec.run_dir.name}: "
+                  + {"done": "finished earlier, reused", "resume": "resuming", "new": "training"}[status], flush=True)
+            stage_times.append(process_run(spec, status, cfg.eval, cfg.samples if sample else None, cfg.eval.device))
+    else:
+        try:
+            stage_times = run_parallel(specs, statuses, sampled, cfg, threads)
+        except WorkerError as e:
+            raise CompareError(str(e)) from e
+    phases = {stage: sum(t.get(stage, 0.0) for t in stage_times) for stage in ("training", "evaluation", "samples")}
 
+    records = [load_run(s.run_dir) for s in specs]
+    made_by = [n for r in records for names in stage_codes(r).values() for n in names]
+    check_code(report_dir, made_by, cfg.allow_dirty, "some runs were made by")
     device = resolve_device(cfg.eval.device)
     info = {
         "command": command,
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
+        "code": code,
+        "report_dir": cfg.report_dir,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({threads} threads per run)",
+        "jobs": cfg.jobs,
         "train_tokens": train_tokens,
         "val_tokens": val_tokens,
         "phases": phases,
@@ -210,9 +273,8 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
         "reused": statuses.count("done"),
         "runs": len(specs),
         "cpus": os.cpu_count(),
+        "wall_s": time.perf_counter() - t0,  # everything but writing the report itself
     }
-    records = [load_run(s.run_dir) for s in specs]
-    info["wall_s"] = time.perf_counter() - t0  # everything but writing the report itself
-    path = write_report(project_path(cfg.report_dir), records, plain(cfg), info)
+    path = write_bundle(report_dir, [s.run_dir for s in specs], plain(cfg), info)
     print(f"report: {path} ({(time.perf_counter() - t0) / 60:.1f} min in all)", file=sys.stderr)
     return path
