@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 from evaluation.ablation import RunSpec, process_run
+from evaluation.config import EvalConfig, SamplesConfig
 from training.job import as_train_job
 
 
@@ -26,8 +27,10 @@ def main(request_path: str, result_path: str) -> None:
     job = as_train_job(req.job)
     job.train.progress = False
     spec = RunSpec(req.encoding, int(req.seed), Path(req.run_dir), job)
-    req.eval.progress = False
-    times = process_run(spec, req.status, req.eval, req.samples, req.device)
+    eval_cfg = OmegaConf.merge(OmegaConf.structured(EvalConfig), req.eval)  # typed again, as in compare.py
+    eval_cfg.progress = False
+    samples = None if req.samples is None else OmegaConf.merge(OmegaConf.structured(SamplesConfig), req.samples)
+    times = process_run(spec, req.status, eval_cfg, samples, req.device)
     Path(result_path).write_text(json.dumps(times))
 
 
