@@ -125,6 +125,8 @@ def hf_gpt2(shape: Shape) -> Contender:
         attn_pdrop=0.0,
         tie_word_embeddings=True,
         use_cache=False,
+        bos_token_id=shape.vocab_size - 1,  # GPT-2's 50256 lies outside a smaller vocabulary
+        eos_token_id=shape.vocab_size - 1,
     )
     model = GPT2LMHeadModel._from_config(cfg, attn_implementation="sdpa")
     return Contender("HF GPT2 (learned)", "learned", model, _hf_loss)
@@ -148,6 +150,8 @@ def hf_neox(shape: Shape) -> Contender:
         attention_dropout=0.0,
         tie_word_embeddings=True,
         use_cache=False,
+        bos_token_id=shape.vocab_size - 1,
+        eos_token_id=shape.vocab_size - 1,
     )
     model = GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa")
     return Contender("HF GPT-NeoX (rope)", "rope", model, _hf_loss)
@@ -165,6 +169,8 @@ def hf_bloom(shape: Shape) -> Contender:
         attention_dropout=0.0,
         tie_word_embeddings=True,
         use_cache=False,
+        bos_token_id=shape.vocab_size - 1,
+        eos_token_id=shape.vocab_size - 1,
     )
     model = BloomForCausalLM._from_config(cfg)  # eager attention: Bloom has no sdpa path
     return Contender("HF Bloom (alibi)", "alibi", model, _hf_loss)
@@ -272,14 +278,14 @@ def run(args: argparse.Namespace) -> Optional[Timings]:
     if args.compile_only:
         return None
     contenders = [c for c in contenders if c.name in steps]
-    cpu_peak = matmul_peak(device) if device.type == "cpu" else None
+    cpu_peak = matmul_peak(device, args.clock) if device.type == "cpu" else None
     timings = time_interleaved(steps, args.reps, 0, device)
     if cpu_peak is not None:  # the best of before and after: the machine's load moves it
-        cpu_peak = max(cpu_peak, matmul_peak(device))
+        cpu_peak = max(cpu_peak, matmul_peak(device, args.clock))
     print(f"\n{command_line()}\n{machine_line(device)}")
     if cpu_peak is not None:
         print(f"fp32 matmul peak of this machine, measured now: {cpu_peak / 1e9:.1f} GFLOP/s "
-              f"({torch.get_num_threads()} thread(s), the best {MATMUL_N} x {MATMUL_N} sgemm); MFU below is "
+              f"({torch.get_num_threads()} thread(s), the best {MATMUL_N} x {MATMUL_N} sgemm on the {args.clock} clock); MFU below is "
               "the model's nominal FLOP/s (6 N + 12 L C T per token) as a fraction of it")
     print(
         f"shape: n_layer {shape.n_layer}, n_head {shape.n_head}, n_embd {shape.n_embd}, "

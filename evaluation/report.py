@@ -64,6 +64,14 @@ def training_table(runs: dict[str, list[RunRecord]], block_size: int) -> str:
     return md_table(header, rows)
 
 
+def ratio_cell(cells: dict[int, Cell], block_size: int, longest: int) -> Optional[Cell]:
+    """Perplexity at `longest` over perplexity at L, seed by seed (None where either is missing)."""
+    first, last = cells.get(block_size), cells.get(longest)
+    ok = (first is not None and last is not None and first.values and last.note is None
+          and len(first.values) == len(last.values))
+    return Cell([b / a for a, b in zip(first.values, last.values)]) if ok else None
+
+
 def ppl_table(runs: dict[str, list[RunRecord]], set_name: str, protocol: str, lengths: list[int],
               block_size: int) -> str:
     """Perplexity per encoding (and variant) at each length, plus the ratio of the longest
@@ -71,10 +79,8 @@ def ppl_table(runs: dict[str, list[RunRecord]], set_name: str, protocol: str, le
     rows = []
     for lbl, cells in ppl_rows(runs, set_name, protocol):
         row = [lbl] + [fmt_cell(cells.get(L)) for L in lengths]
-        first, last = cells.get(block_size), cells.get(lengths[-1])
-        ok = (first is not None and last is not None and first.values and last.note is None
-              and len(first.values) == len(last.values))
-        row.append(fmt_cell(Cell([b / a for a, b in zip(first.values, last.values)])) if ok else "n/a")
+        ratio = ratio_cell(cells, block_size, lengths[-1])
+        row.append(fmt_cell(ratio) if ratio is not None else "n/a")
         rows.append(row)
     header = ["encoding"] + [f"L={L} ({L / block_size:g}x)" for L in lengths] + [f"{lengths[-1]} / {block_size}"]
     return md_table(header, rows)
@@ -194,10 +200,14 @@ def _differences_section(runs: dict[str, list[RunRecord]], first_eval: Optional[
         for set_name, s in first_eval["sets"].items():
             for protocol in dict.fromkeys(r["protocol"] for r in s["rows"]):
                 rows = {lbl: cells for lbl, cells in ppl_rows(runs, set_name, protocol) if " + " not in lbl}
-                for L in first_eval["lengths"]:
+                name = f"{set_name}, {PROTOCOL_NAMES.get(protocol, protocol)}"
+                lengths = first_eval["lengths"]
+                for L in lengths:
                     cells = {lbl: c[L] for lbl, c in rows.items() if L in c}
-                    parts.append(f"- **{set_name}, {PROTOCOL_NAMES.get(protocol, protocol)}, perplexity at "
-                                 f"L={L}**: {_separations(cells, 2)}")
+                    parts.append(f"- **{name}, perplexity at L={L}**: {_separations(cells, 2)}")
+                ratios = {lbl: ratio_cell(c, block_size, lengths[-1]) for lbl, c in rows.items()}
+                ratios = {lbl: r for lbl, r in ratios.items() if r is not None}
+                parts.append(f"- **{name}, perplexity at {lengths[-1]} / at {block_size}**: {_separations(ratios, 2)}")
     return parts + [""]
 
 
