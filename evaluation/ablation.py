@@ -234,8 +234,10 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
     train_tokens, val_tokens = meta["splits"]["train"]["tokens"], meta["splits"]["val"]["tokens"]
     print(describe_plan(cfg, specs, train_tokens, meta["vocab_size"]), flush=True)
     threads = cfg.threads or (max(1, (os.cpu_count() or 1) // cfg.jobs) if cfg.jobs > 1 else torch.get_num_threads())
+    cost: dict[str, float] = {}
     if cfg.estimate:
-        print(estimate_line(cfg, specs, statuses, threads, Vocab.from_dict(meta["vocab"])), flush=True)
+        line, cost = estimate_line(cfg, specs, statuses, threads, Vocab.from_dict(meta["vocab"]))
+        print(line, flush=True)
 
     first_seed = {}
     for spec in specs:
@@ -250,7 +252,7 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
             stage_times.append(process_run(spec, status, cfg.eval, cfg.samples if sample else None, cfg.eval.device))
     else:
         try:
-            stage_times = run_parallel(specs, statuses, sampled, cfg, threads)
+            stage_times = run_parallel(specs, statuses, sampled, cfg, threads, [cost.get(s.encoding, 0.0) for s in specs])
         except WorkerError as e:
             raise CompareError(str(e)) from e
     phases = {stage: sum(t.get(stage, 0.0) for t in stage_times) for stage in ("training", "evaluation", "samples")}

@@ -7,6 +7,8 @@ does not depend on the weights), with the thread count each run will get.
                the real evaluation, one batch of them), summed over the RoPE scalings and sets
     wall       the sum of both over runs, divided by `jobs` (runs in parallel share nothing but
                the machine; on a loaded machine it takes longer, and the line says the load)
+
+The measured cost of each encoding's run also orders the parallel runs, longest first.
 """
 
 from __future__ import annotations
@@ -72,29 +74,31 @@ def eval_seconds(cfg: DictConfig, encoding: str, texts: dict, device: torch.devi
     return total
 
 
-def estimate_line(cfg: DictConfig, specs: list, statuses: list[str], threads: int) -> str:
-    """`expected: ~X min (...)`, from a warm-up measured now."""
+def estimate_line(cfg: DictConfig, specs: list, statuses: list[str], threads: int) -> tuple[str, dict[str, float]]:
+    """(`expected: ~X min (...)`, measured seconds of one run of each encoding), from a warm-up measured now."""
     device = resolve_device(cfg.eval.device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
         texts = load_texts(OmegaConf.to_object(cfg.eval), cfg.data.tokenizer)
-        train_s, eval_s, per_enc = 0.0, 0.0, []
+        train_s, eval_s, per_enc, cost = 0.0, 0.0, [], {}
         for enc in dict.fromkeys(s.encoding for s in specs):
             todo = sum(st != "done" for s, st in zip(specs, statuses) if s.encoding == enc)
             if not todo:  # finished earlier (its evaluation too, unless the eval settings changed)
                 continue
             step = train_step_seconds(cfg, enc, device)
+            ev = eval_seconds(cfg, enc, texts, device)
+            cost[enc] = step * cfg.train.max_steps + ev
             train_s += step * cfg.train.max_steps * todo
-            eval_s += eval_seconds(cfg, enc, texts, device) * todo
+            eval_s += ev * todo
             per_enc.append(f"{enc} {step:.2f} s/step")
     finally:
         torch.set_num_threads(before)
     if not per_enc:
-        return "expected: every run finished earlier; only missing evaluations, samples and the report remain"
+        return "expected: every run finished earlier; only missing evaluations, samples and the report remain", cost
     wall = (train_s + eval_s) / cfg.jobs
     return (f"expected: ~{wall / 60:.0f} min with jobs={cfg.jobs} x {threads} thread(s) (training {train_s / 60:.1f} "
             f"+ evaluation {eval_s / 60:.1f} min of run time, not counting samples), measured just now in "
             f"{time.perf_counter() - start:.0f} s at a 1-minute load average of {os.getloadavg()[0]:.1f} "
-            f"on {os.cpu_count()} CPUs: {', '.join(per_enc)}; pass estimate=false to skip this")
+            f"on {os.cpu_count()} CPUs: {', '.join(per_enc)}; pass estimate=false to skip this"), cost

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,11 +55,13 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def run_parallel(specs: list, statuses: list[str], sampled: list[bool], cfg: DictConfig, threads: int) -> list[dict]:
-    """Run process_run for every spec in up to cfg.jobs workers; seconds per stage for each spec."""
+def run_parallel(specs: list, statuses: list[str], sampled: list[bool], cfg: DictConfig, threads: int,
+                 costs: list[float]) -> list[dict]:
+    """Run process_run for every spec in up to cfg.jobs workers, the costliest (`costs`, measured
+    seconds, 0 when unknown) first so the last runs to finish are short; seconds per stage for each spec."""
     tmp = Path(tempfile.mkdtemp(prefix="compare-"))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    pending = list(range(len(specs)))
+    pending = sorted(range(len(specs)), key=lambda i: (statuses[i] == "done", -costs[i], i))
     running: dict[int, subprocess.Popen] = {}
     results: dict[int, dict] = {}
     failed: list[str] = []
@@ -101,6 +104,7 @@ def run_parallel(specs: list, statuses: list[str], sampled: list[bool], cfg: Dic
         raise
     finally:
         bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # the requests and results: the runs hold everything else
     if failed:
         raise WorkerError("run(s) failed; the others are kept and reused next time:\n" + "\n".join(failed))
     return [results[i] for i in range(len(specs))]

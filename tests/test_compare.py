@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -136,8 +135,8 @@ def test_report_tables_match_the_metrics_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_cpu_preset_end_to_end_reduced(tmp_path):
-    """The cpu preset with fewer steps, a shorter evaluation and two books, so CI stays fast; the
+def test_smoke_preset_end_to_end_reduced(tmp_path, capsys):
+    """The smoke preset with fewer steps, a shorter evaluation and two books, so CI stays fast; the
     full preset is measured by hand (README)."""
     from evaluation.ablation import CompareError, make_specs, run_comparison, run_status
 
@@ -151,15 +150,21 @@ def test_cpu_preset_end_to_end_reduced(tmp_path):
     ])
     report = run_comparison(cfg, "test")
     text = report.read_text()
+    out = capsys.readouterr().out
+    (expected,) = [line for line in out.splitlines() if line.startswith("expected: ~")]  # measured before training
+    assert all(f"{enc} " in expected for enc in cfg.encodings) and "load average" in expected
+    assert sorted(p.name for p in (tmp_path / "report" / "runs").iterdir()) == sorted(
+        f"{enc}-s0" for enc in cfg.encodings)  # the report carries its runs' files
     for enc in cfg.encodings:
         assert f"| {enc} |" in text and f"**{enc}**" in text  # a training row and samples
     assert "| rope + yarn |" in text and "n/a (table length 64)" in text
     for name in ("loss_curves", "ppl_tinystories", "ppl_long_stories", "position_loss_long_stories"):
         assert (tmp_path / "report" / f"{name}.png").is_file()
 
-    start = time.perf_counter()
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*") if p.suffix in (".pt", ".json", ".jsonl")}
     run_comparison(cfg, "test")  # everything reused: only the report is written again
-    assert time.perf_counter() - start < 30
+    assert "finished earlier, reused" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no run retrained, re-evaluated or re-sampled
 
     other = compose_compare(["preset=smoke", f"out_dir={tmp_path}/runs", "train.max_steps=3"])
     with pytest.raises(CompareError, match="another configuration"):
