@@ -23,7 +23,7 @@ from evaluation.config import EvalConfig
 from evaluation.extrapolation import load_texts, plan_tasks, resolve_device
 from evaluation.perplexity import WindowScorer
 from evaluation.windows import Windows
-from model.config import POS_CONFIGS
+from model.positional import config_class
 from training.build import build_model
 
 TIMED_STEPS = 2
@@ -38,7 +38,7 @@ def _time(fn, reps: int) -> float:
 
 
 def train_step_seconds(cfg: DictConfig, encoding: str, device: torch.device) -> float:
-    model = build_model(cfg.model, OmegaConf.structured(POS_CONFIGS[encoding])).to(device).train()
+    model = build_model(cfg.model, OmegaConf.structured(config_class(encoding))).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     t = cfg.train
     idx = torch.randint(0, model.cfg.vocab_size, (t.batch_size, model.cfg.block_size + 1), device=device)
@@ -56,7 +56,7 @@ def train_step_seconds(cfg: DictConfig, encoding: str, device: torch.device) -> 
 def eval_seconds(cfg: DictConfig, encoding: str, texts: dict, device: torch.device) -> float:
     """The planned evaluation of one run: every distinct task's windows x measured s per window."""
     eval_cfg: EvalConfig = OmegaConf.to_object(cfg.eval)
-    model = build_model(cfg.model, OmegaConf.structured(POS_CONFIGS[encoding])).to(device)
+    model = build_model(cfg.model, OmegaConf.structured(config_class(encoding))).to(device)
     tasks, _ = plan_tasks(model, eval_cfg, texts)
     unique = {t.key: t for t in tasks if t.windows is not None}
     scorer = WindowScorer(model, device, batch_tokens=eval_cfg.batch_tokens)

@@ -189,8 +189,8 @@ def _differences_section(runs: dict[str, list[RunRecord]], first_eval: Optional[
         "",
         "For each measurement, the pairs of encodings whose 95% intervals over seeds do not overlap "
         "(`a < b`: a is lower, i.e. better), then every encoding by its mean. Pairs not listed differ by "
-        "less than their intervals explain. RoPE's context extensions are left out (they are not "
-        "encodings but the rope checkpoints evaluated otherwise).",
+        "less than their intervals explain. Variants (`encoding + variant` rows, such as RoPE's context "
+        "extensions) are left out: they are not encodings but the same checkpoints evaluated otherwise.",
         "",
     ]
     losses = {enc: Cell([r.summary["best_val_loss"] for r in recs if r.summary["best_val_loss"] is not None])
