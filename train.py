@@ -4,11 +4,15 @@ A thin Hydra main over `training.run.run_training`; see README.md ("Train") for 
 sweeps (-m), resuming (resume=true out_dir=PATH) and torchrun.
 """
 
+import os
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from configs.schema import register_configs
 from data.config import project_path
+from training.distributed import resolve_device
+from training.final_sample import final_story
 from training.run import run_training
 
 register_configs()
@@ -21,7 +25,12 @@ OmegaConf.register_new_resolver(
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Returns the best val loss, for Hydra sweepers that minimise it."""
-    return run_training(cfg)["best_val_loss"]
+    summary = run_training(cfg)
+    if cfg.final_sample_tokens > 0 and int(os.environ.get("RANK", "0")) == 0:
+        device = resolve_device(cfg.train.device, int(os.environ.get("LOCAL_RANK", "0")))
+        story = final_story(summary["out_dir"], cfg.final_sample_tokens, device)
+        print(f"sample from the best checkpoint (final_sample_tokens={cfg.final_sample_tokens}; 0: none):\n{story}")
+    return summary["best_val_loss"]
 
 
 if __name__ == "__main__":

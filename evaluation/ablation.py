@@ -21,9 +21,9 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -270,6 +270,7 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
         "jobs": cfg.jobs,
         "train_tokens": train_tokens,
         "val_tokens": val_tokens,
+        "vocab_size": meta["vocab_size"],
         "phases": phases,
         "load": (load_start, os.getloadavg()[0]),
         "reused": statuses.count("done"),

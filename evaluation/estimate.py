@@ -19,6 +19,7 @@ import time
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from data.vocab import Vocab
 from evaluation.config import EvalConfig
 from evaluation.extrapolation import load_texts, plan_tasks, resolve_device
 from evaluation.perplexity import WindowScorer
@@ -37,8 +38,8 @@ def _time(fn, reps: int) -> float:
     return (time.perf_counter() - t) / reps
 
 
-def train_step_seconds(cfg: DictConfig, encoding: str, device: torch.device) -> float:
-    model = build_model(cfg.model, OmegaConf.structured(config_class(encoding))).to(device).train()
+def train_step_seconds(cfg: DictConfig, encoding: str, device: torch.device, vocab_size: int) -> float:
+    model = build_model(cfg.model, OmegaConf.structured(config_class(encoding)), vocab_size).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     t = cfg.train
     idx = torch.randint(0, model.cfg.vocab_size, (t.batch_size, model.cfg.block_size + 1), device=device)
@@ -53,10 +54,10 @@ def train_step_seconds(cfg: DictConfig, encoding: str, device: torch.device) -> 
     return _time(step, TIMED_STEPS)
 
 
-def eval_seconds(cfg: DictConfig, encoding: str, texts: dict, device: torch.device) -> float:
+def eval_seconds(cfg: DictConfig, encoding: str, texts: dict, device: torch.device, vocab_size: int) -> float:
     """The planned evaluation of one run: every distinct task's windows x measured s per window."""
     eval_cfg: EvalConfig = OmegaConf.to_object(cfg.eval)
-    model = build_model(cfg.model, OmegaConf.structured(config_class(encoding))).to(device)
+    model = build_model(cfg.model, OmegaConf.structured(config_class(encoding)), vocab_size).to(device)
     tasks, _ = plan_tasks(model, eval_cfg, texts)
     unique = {t.key: t for t in tasks if t.windows is not None}
     scorer = WindowScorer(model, device, batch_tokens=eval_cfg.batch_tokens)
@@ -74,21 +75,22 @@ def eval_seconds(cfg: DictConfig, encoding: str, texts: dict, device: torch.devi
     return total
 
 
-def estimate_line(cfg: DictConfig, specs: list, statuses: list[str], threads: int) -> tuple[str, dict[str, float]]:
+def estimate_line(cfg: DictConfig, specs: list, statuses: list[str], threads: int,
+                  vocab: Vocab) -> tuple[str, dict[str, float]]:
     """(`expected: ~X min (...)`, measured seconds of one run of each encoding), from a warm-up measured now."""
     device = resolve_device(cfg.eval.device)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        texts = load_texts(OmegaConf.to_object(cfg.eval), cfg.data.tokenizer)
+        texts = load_texts(OmegaConf.to_object(cfg.eval), vocab)
         train_s, eval_s, per_enc, cost = 0.0, 0.0, [], {}
         for enc in dict.fromkeys(s.encoding for s in specs):
             todo = sum(st != "done" for s, st in zip(specs, statuses) if s.encoding == enc)
             if not todo:  # finished earlier (its evaluation too, unless the eval settings changed)
                 continue
-            step = train_step_seconds(cfg, enc, device)
-            ev = eval_seconds(cfg, enc, texts, device)
+            step = train_step_seconds(cfg, enc, device, vocab.size)
+            ev = eval_seconds(cfg, enc, texts, device, vocab.size)
             cost[enc] = step * cfg.train.max_steps + ev
             train_s += step * cfg.train.max_steps * todo
             eval_s += ev * todo

@@ -86,9 +86,6 @@ def ppl_table(runs: dict[str, list[RunRecord]], set_name: str, protocol: str, le
     return md_table(header, rows)
 
 
-def vocab_size(job: dict) -> int:
-    """The model's vocabulary: the data's restricted one when set, else the model config's."""
-    return job["data"].get("vocab_size") or job["model"]["vocab_size"]
 
 
 def _setup_section(job: dict, runs: dict[str, list[RunRecord]], info: dict) -> str:
@@ -102,9 +99,11 @@ def _setup_section(job: dict, runs: dict[str, list[RunRecord]], info: dict) -> s
     lines = [
         f"- **Model**: {m['n_layer']} layers, {m['n_head']} heads, width {m['n_embd']}, training length "
         f"L = {m['block_size']}, dropout {m['dropout']}; parameters per encoding in the table below "
-        f"(the embedding is the {vocab_size(job):,} x width token table, tied with the output layer).",
+        f"(the embedding is the {info['vocab_size']:,} x width token table, tied with the output layer).",
         f"- **Data**: `{job['data']['name']}`: {train_tokens:,} training tokens, {info['val_tokens']:,} "
-        "validation tokens (GPT-2 BPE).",
+        "validation tokens (GPT-2 BPE"
+        + (f", restricted to data.vocab_size = {job['data']['vocab_size']:,}: the most frequent training ids, every "
+           "other id one unknown id)." if job["data"].get("vocab_size") else ")."),
         f"- **Training** (the same recipe for every encoding): {t['max_steps']} steps of "
         f"{t['global_batch_size']} x {m['block_size']} tokens, lr {t['lr']} (warmup {t['warmup_steps']}, "
         f"cosine to {t['min_lr']}), weight decay {t['weight_decay']}, validation every {t['eval_interval']} "
@@ -238,7 +237,7 @@ def write_report(out: Path, records: list[RunRecord], job: dict, info: dict) -> 
 
     job: the resolved CompareJob as plain containers. info: command, started, code (the
     `training.provenance.code_version()` of the command), wall_s, phases, device, train_tokens,
-    val_tokens, and optionally load, cpus, reused, runs. Nothing else is read (no clock, no git).
+    val_tokens, vocab_size (the model's), and optionally load, cpus, reused, runs. Nothing else is read (no clock, no git).
     """
     out.mkdir(parents=True, exist_ok=True)
     runs = by_encoding(records)
@@ -252,7 +251,8 @@ def write_report(out: Path, records: list[RunRecord], job: dict, info: dict) -> 
         *([warning, ""] if warning else []),
         f"Made by `{info['command']}` on {info['started']}, device "
         f"{info['device']}; this command took {info['wall_s'] / 60:.1f} min "
-        f"({', '.join(f'{k} {v:.0f} s' for k, v in info['phases'].items())})"
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in info['phases'].items())}"
+        + (f", summed over the runs, which ran {info['jobs']} at a time" if info.get("jobs", 1) > 1 else "") + ")"
         + (f", with a 1-minute load average of {info['load'][0]:.1f} at the start and {info['load'][1]:.1f} "
            f"at the end on {info['cpus']} CPUs (other processes shared the machine: times and tokens/s "
            "vary with that load, not only with the encoding)" if "load" in info else "")

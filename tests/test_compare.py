@@ -96,7 +96,8 @@ def test_report_tables_match_the_metrics_files(tmp_path):
     for (enc, seed), vals in losses.items():
         fake_run(tmp_path / "runs" / f"{enc}-s{seed}", job, enc, seed, vals, 100.0 + seed, text, eval_cfg)
     records = [load_run(tmp_path / "runs" / f"{enc}-s{seed}") for enc, seed in losses]
-    info = {"command": "test", "code": {"commit": "0" * 40, "dirty": False}, "started": "now", "device": "cpu", "train_tokens": 1000, "val_tokens": 100,
+    info = {"command": "test", "code": {"commit": "0" * 40, "dirty": False}, "started": "now", "device": "cpu",
+            "train_tokens": 1000, "val_tokens": 100, "vocab_size": 101,
             "phases": {"training": 1.0}, "wall_s": 1.0}
     report = write_report(tmp_path / "report", records, job, info)
     tables = md_tables(report.read_text())

@@ -65,7 +65,7 @@ def _runs(tmp_path: Path, seeds: list[int], losses: dict) -> tuple[list[Path], d
 
 def _info() -> dict:
     return {"command": "test", "started": "now", "code": CLEAN, "device": "cpu", "train_tokens": 1000,
-            "val_tokens": 100, "phases": {"training": 1.0}, "wall_s": 1.0, "report_dir": "x"}
+            "val_tokens": 100, "vocab_size": 101, "phases": {"training": 1.0}, "wall_s": 1.0, "report_dir": "x"}
 
 
 def test_rebuild_equals_written_bit_for_bit(tmp_path):

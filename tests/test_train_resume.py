@@ -41,9 +41,9 @@ def by_step(events, kind, keys):
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bitwise(tmp_path, sample_data):  # noqa: F811
     ref_dir, cut_dir = tmp_path / "uninterrupted", tmp_path / "killed"
-    run_train(*RUN, *sample_data, f"out_dir={ref_dir}")
+    ref_out = run_train(*RUN, *sample_data, "final_sample_tokens=8", f"out_dir={ref_dir}").stdout
 
-    proc = subprocess.Popen(train_cmd(*RUN, *sample_data, f"out_dir={cut_dir}"), cwd=ROOT,
+    proc = subprocess.Popen(train_cmd(*RUN, *sample_data, "final_sample_tokens=8", f"out_dir={cut_dir}"), cwd=ROOT,
                             env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     # Kill once a checkpoint exists and the run has gone on past it (work that must be redone).
@@ -58,8 +58,10 @@ def test_resume_after_sigkill_is_bitwise(tmp_path, sample_data):  # noqa: F811
     saved_step = load_checkpoint(cut_dir / CKPT_LAST, required=("step",))["step"]
     assert 4 <= saved_step < STEPS, saved_step
 
-    out = run_train(*RUN, *sample_data, f"out_dir={cut_dir}", "resume=true")
+    out = run_train(*RUN, *sample_data, "final_sample_tokens=8", f"out_dir={cut_dir}", "resume=true")
     assert f"resuming at step {saved_step}" in out.stdout
+    story = ref_out.split("sample from the best checkpoint (final_sample_tokens=8; 0: none):\n")[1]
+    assert story.startswith("Once upon a time") and out.stdout.endswith(story)  # the same weights, the same story
 
     ref, resumed = read_metrics(ref_dir), read_metrics(cut_dir)
     keys = ("loss", "lr", "grad_norm", "tokens")

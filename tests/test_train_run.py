@@ -51,9 +51,11 @@ def test_short_run_writes_config_checkpoints_and_metrics(tmp_path, sample_data, 
 
     model, cfg = load_model(tmp_path)  # the run directory: its ckpt_best.pt
     assert cfg["pos"]["name"] == "learned" and model.pos_cfg.name == "learned"
-    x = torch.randint(0, 50257, (1, 32))
+    vocab = ckpt["vocab"]  # the default data.vocab_size keeps the ids the training text holds, + unknown
+    assert model.cfg.vocab_size == len(vocab["kept"]) + 1 < 50257
+    x = torch.randint(0, model.cfg.vocab_size, (1, 32))
     logits, _ = model(x)
-    assert logits.shape == (1, 32, 50257)
+    assert logits.shape == (1, 32, model.cfg.vocab_size)
 
 
 def test_patience_stops_early(tmp_path, sample_data):  # noqa: F811

@@ -25,6 +25,9 @@ class TrainJob:
     out_dir: Optional[str] = None  # None: Hydra's run directory
     resume: bool = False  # continue from <out_dir>/ckpt_last.pt
     seed: int = 1337
+    # train.py prints a story of up to this many new tokens, sampled from the best checkpoint at
+    # the end ("Once upon a time", evaluation.config.SamplesConfig's settings); 0: none.
+    final_sample_tokens: int = 150
 
 
 def as_train_job(cfg) -> DictConfig:
