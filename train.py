@@ -11,8 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from configs.schema import register_configs
 from data.config import project_path
+from evaluation.samples import final_story
 from training.distributed import resolve_device
-from training.final_sample import final_story
 from training.run import run_training
 
 register_configs()

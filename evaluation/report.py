@@ -86,8 +86,6 @@ def ppl_table(runs: dict[str, list[RunRecord]], set_name: str, protocol: str, le
     return md_table(header, rows)
 
 
-
-
 def _setup_section(job: dict, runs: dict[str, list[RunRecord]], info: dict) -> str:
     m, t = job["model"], job["train"]
     tokens = t["max_steps"] * t["global_batch_size"] * m["block_size"]  # the budget; early stops use less
