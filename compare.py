@@ -1,13 +1,18 @@
 """compare.py: compare the positional encodings: train each with one recipe, evaluate, write the report.
 
-    python compare.py preset=cpu                  # six encodings, 2 CPU cores, < 10 minutes
-    python compare.py preset=h100                 # three seeds each, one H100 (sized, not yet run)
-    python compare.py preset=h100 data=tinystories  # the same budget on the full hub dataset
+    python compare.py preset=smoke                 # every encoding, 2 CPU cores, < 10 minutes
+    python compare.py preset=cpu jobs=2            # the CPU ablation, <= 60 minutes on 2 cores
+    python compare.py preset=cpu seeds=[0,1,2] jobs=2   # three seeds: 95% intervals over seeds
+    python compare.py preset=h100                  # three seeds each, one H100, < 30 minutes
     python compare.py preset=cpu encodings=[rope,alibi] seeds=[0,1,2] name=mine
+    python compare.py preset=cpu jobs=2 report_dir=report/cpu   # the committed report (clean tree)
+    python compare.py --rebuild report/cpu         # report.md and plots again from report/cpu/runs/
 
 Runs go to runs/compare/<name>/<encoding>-s<seed>/ and are reused when run again with the same
-settings; the report (report.md, PNG plots, config.yaml) to report/<name>/. See
-evaluation/ablation.py for the steps and configs/preset/ for the presets. Ctrl-C saves the
+settings; the report (report.md, PNG plots, config.yaml, info.json and copies of the runs' small
+files in runs/) to runs/compare/<name>/report/, or to report_dir=DIR. `jobs=N` trains and
+evaluates N runs at a time in separate processes (threads=T torch threads each; default CPUs / N).
+See evaluation/ablation.py for the steps and configs/preset/ for the presets. Ctrl-C saves the
 current run's checkpoint; the same command later resumes it.
 """
 
@@ -25,6 +30,7 @@ from evaluation.ablation import run_comparison
 from training.cpu_memory import keep_freed_memory
 from training.device import resolve_device
 from training.signals import TrainingInterrupted
+from evaluation.bundle import BundleError, rebuild
 
 register_configs()
 
@@ -45,6 +51,19 @@ def main(cfg: DictConfig) -> None:
                                       e.signum) from None
 
 
+def rebuild_main(args: list[str]) -> None:
+    """`--rebuild DIR`: report.md and its PNGs again from DIR's own files (no training, no data)."""
+    if len(args) != 1:
+        sys.exit("usage: python compare.py --rebuild REPORT_DIR (a folder written by compare.py, e.g. report/cpu)")
+    try:
+        print(f"rebuilt {rebuild(args[0])}")
+    except BundleError as e:
+        sys.exit(f"error: {e}")
+
+
 if __name__ == "__main__":
-    exit_with_help_if_asked("compare", CompareJob, __doc__, groups=["model", "data", "train", "eval", "preset"])
-    main()
+    if "--rebuild" in sys.argv[1:2]:
+        rebuild_main(sys.argv[2:])
+    else:
+        exit_with_help_if_asked("compare", CompareJob, __doc__, groups=["model", "data", "train", "eval", "preset"])
+        main()

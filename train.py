@@ -8,6 +8,7 @@ resuming and torchrun. Ctrl-C (or SIGTERM) saves a checkpoint of the current ste
 `resume=true` continues from there.
 """
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from configs.errors import user_errors
 from configs.help import exit_with_help_if_asked
 from configs.schema import TrainJob, register_configs
 from data.config import project_path
+from evaluation.samples import final_story
 from training.cpu_memory import keep_freed_memory
 from training.device import resolve_device
 from training.run import run_training
@@ -52,7 +54,13 @@ def main(cfg: DictConfig) -> float | None:
             # Process-wide and irreversible: glibc keeps freed memory for reuse for the rest of this
             # process (1.3-1.8x faster CPU steps; the process holds its peak memory until it exits).
             keep_freed_memory()
-        return run_training(cfg)["best_val_loss"]
+        summary = run_training(cfg)
+        if cfg.final_sample_tokens > 0 and int(os.environ.get("RANK", "0")) == 0:
+            device = resolve_device(cfg.train.device, option="train.device",
+                                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+            story = final_story(summary["out_dir"], cfg.final_sample_tokens, device)
+            print(f"sample from the best checkpoint (final_sample_tokens={cfg.final_sample_tokens}; 0: none):\n{story}")
+        return summary["best_val_loss"]
 
 
 if __name__ == "__main__":

@@ -187,6 +187,26 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> Optional[float]:
     return None
 
 
+MATMUL_N = 1024  # size of the square sgemm whose best time gives the CPU peak
+
+
+def matmul_peak(device: torch.device, clock: str = "wall", reps: int = 10, n: int = MATMUL_N) -> float:
+    """The machine's practical fp32 matmul peak in FLOP/s with the current thread count: the best
+    of `reps` (n x n) @ (n x n) products (2 n^3 FLOPs each) after one warm-up, on `clock` (wall:
+    perf_counter; cpu: this process's CPU time, which a shared machine's load does not inflate)."""
+    now = time.perf_counter if clock == "wall" else time.process_time
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        synchronize(device)
+        t = now()
+        torch.mm(a, b)
+        synchronize(device)
+        best = min(best, now() - t)
+    return 2 * n**3 / best
+
+
 def markdown_table(headers: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

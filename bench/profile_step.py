@@ -25,7 +25,6 @@ if __package__ in (None, ""):  # run as a script (python bench/profile_step.py):
 
 from bench.common import command_line, machine_line, markdown_table, setup
 from bench.train_step import (
-    VOCAB,
     Shape,
     add_contender_arguments,
     add_shape_arguments,
@@ -68,8 +67,8 @@ def profile_steps(step, steps: int) -> tuple[dict[str, float], collections.Count
 
 def run(args: argparse.Namespace) -> list[list[str]]:
     device = setup("cpu", args.threads, args.seed, args.malloc)
-    shape = Shape(args.n_layer, args.n_head, args.n_embd, args.block_size, args.batch_size)
-    data = torch.randint(0, VOCAB, (shape.batch_size, shape.block_size + 1), device=device)
+    shape = Shape(args.n_layer, args.n_head, args.n_embd, args.block_size, args.batch_size, args.vocab_size)
+    data = torch.randint(0, shape.vocab_size, (shape.batch_size, shape.block_size + 1), device=device)
     idx, targets = data[:, :-1], data[:, 1:]  # (B, T) inputs and next-token targets
     rows = []
     for contender in build_contenders(shape, args.encodings, peers=not args.no_peers):
@@ -86,7 +85,7 @@ def run(args: argparse.Namespace) -> list[list[str]]:
     print(f"\n{command_line()}\n{machine_line(device)}")
     print(
         f"shape: n_layer {args.n_layer}, n_head {args.n_head}, n_embd {args.n_embd}, block {args.block_size}, "
-        f"batch {args.batch_size}, vocab {VOCAB}; float32; self CPU ms per step over {args.steps} steps "
+        f"batch {args.batch_size}, vocab {args.vocab_size}; float32; self CPU ms per step over {args.steps} steps "
         f"after {args.warmup} warmup; malloc {args.malloc}\n"
     )
     print(markdown_table(["model", "total ms", *CLASSES, "other", "top other ops (ms)"], rows))

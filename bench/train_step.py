@@ -40,6 +40,7 @@ if __package__ in (None, ""):  # run as a script (python bench/train_step.py): f
 
 from bench.common import (
     DTYPES,
+    MATMUL_N,
     Timings,
     add_time_arguments,
     allow_recompiles,
@@ -47,6 +48,7 @@ from bench.common import (
     machine_line,
     markdown_table,
     median,
+    matmul_peak,
     peak_flops,
     setup,
     spread,
@@ -57,7 +59,7 @@ from model import GPT
 from model.config import ModelConfig
 from model.positional import config_class, encoding_names
 
-VOCAB = 50257
+VOCAB = 50257  # the default vocabulary (GPT-2's)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Shape:
     n_embd: int
     block_size: int
     batch_size: int
+    vocab_size: int = VOCAB  # GPT-2's; a data.vocab_size preset's (e.g. 8,256) with --vocab-size
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(
@@ -74,7 +77,7 @@ class Shape:
             n_head=self.n_head,
             n_embd=self.n_embd,
             block_size=self.block_size,
-            vocab_size=VOCAB,
+            vocab_size=self.vocab_size,
             dropout=0.0,
             bias=True,
         )
@@ -114,7 +117,7 @@ def hf_gpt2(shape: Shape) -> Contender:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(
-        vocab_size=VOCAB,
+        vocab_size=shape.vocab_size,
         n_positions=shape.block_size,
         n_embd=shape.n_embd,
         n_layer=shape.n_layer,
@@ -124,6 +127,8 @@ def hf_gpt2(shape: Shape) -> Contender:
         attn_pdrop=0.0,
         tie_word_embeddings=True,
         use_cache=False,
+        bos_token_id=shape.vocab_size - 1,  # GPT-2's 50256 lies outside a smaller vocabulary
+        eos_token_id=shape.vocab_size - 1,
     )
     model = GPT2LMHeadModel._from_config(cfg, attn_implementation="sdpa")
     return Contender("HF GPT2 (learned)", "learned", model, _hf_loss)
@@ -133,7 +138,7 @@ def hf_neox(shape: Shape) -> Contender:
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     cfg = GPTNeoXConfig(
-        vocab_size=VOCAB,
+        vocab_size=shape.vocab_size,
         hidden_size=shape.n_embd,
         num_hidden_layers=shape.n_layer,
         num_attention_heads=shape.n_head,
@@ -147,6 +152,8 @@ def hf_neox(shape: Shape) -> Contender:
         attention_dropout=0.0,
         tie_word_embeddings=True,
         use_cache=False,
+        bos_token_id=shape.vocab_size - 1,
+        eos_token_id=shape.vocab_size - 1,
     )
     model = GPTNeoXForCausalLM._from_config(cfg, attn_implementation="sdpa")
     return Contender("HF GPT-NeoX (rope)", "rope", model, _hf_loss)
@@ -156,7 +163,7 @@ def hf_bloom(shape: Shape) -> Contender:
     from transformers import BloomConfig, BloomForCausalLM
 
     cfg = BloomConfig(
-        vocab_size=VOCAB,
+        vocab_size=shape.vocab_size,
         hidden_size=shape.n_embd,
         n_layer=shape.n_layer,
         n_head=shape.n_head,
@@ -164,6 +171,8 @@ def hf_bloom(shape: Shape) -> Contender:
         attention_dropout=0.0,
         tie_word_embeddings=True,
         use_cache=False,
+        bos_token_id=shape.vocab_size - 1,
+        eos_token_id=shape.vocab_size - 1,
     )
     model = BloomForCausalLM._from_config(cfg)  # eager attention: Bloom has no sdpa path
     return Contender("HF Bloom (alibi)", "alibi", model, _hf_loss)
@@ -198,7 +207,7 @@ def x_transformer(shape: Shape, encoding: str) -> Contender:
         **{"attn_flash": True, **decoder_kw},  # SDPA unless the encoding refuses it
     )
     model = TransformerWrapper(
-        num_tokens=VOCAB, max_seq_len=shape.block_size, attn_layers=decoder, tie_embedding=True, **wrapper_kw
+        num_tokens=shape.vocab_size, max_seq_len=shape.block_size, attn_layers=decoder, tie_embedding=True, **wrapper_kw
     )
     return Contender(f"x-transformers {label}", encoding, model, lambda m, idx, tgt: cross_entropy(m(idx), tgt))
 
@@ -260,10 +269,10 @@ def run(args: argparse.Namespace) -> Optional[Timings]:
     """Warm every contender up, time them interleaved, print the table; None with --compile-only."""
     device = setup(args.device, args.threads, args.seed, args.malloc, tf32=True)
     dtype = DTYPES[args.dtype]
-    shape = Shape(args.n_layer, args.n_head, args.n_embd, args.block_size, args.batch_size)
+    shape = Shape(args.n_layer, args.n_head, args.n_embd, args.block_size, args.batch_size, args.vocab_size)
     contenders = build_contenders(shape, args.encodings, peers=not args.no_peers)
     gen = torch.Generator().manual_seed(args.seed)
-    data = torch.randint(0, VOCAB, (shape.batch_size, shape.block_size + 1), generator=gen).to(device)
+    data = torch.randint(0, shape.vocab_size, (shape.batch_size, shape.block_size + 1), generator=gen).to(device)
     idx, targets = data[:, :-1], data[:, 1:]
     fused = fused_adamw_available(device) if args.optimizer == "fused" else False
     if args.compile:
@@ -273,16 +282,23 @@ def run(args: argparse.Namespace) -> Optional[Timings]:
     if args.compile_only:
         return None
     contenders = [c for c in contenders if c.name in steps]
+    cpu_peak = matmul_peak(device, args.clock) if device.type == "cpu" else None
     timings = time_interleaved(steps, args.reps, 0, device)
+    if cpu_peak is not None:  # the best of before and after: the machine's load moves it
+        cpu_peak = max(cpu_peak, matmul_peak(device, args.clock))
     print(f"\n{command_line()}\n{machine_line(device)}")
+    if cpu_peak is not None:
+        print(f"fp32 matmul peak of this machine, measured now: {cpu_peak / 1e9:.1f} GFLOP/s "
+              f"({torch.get_num_threads()} thread(s), the best {MATMUL_N} x {MATMUL_N} sgemm on the {args.clock} clock); MFU below is "
+              "the model's nominal FLOP/s (6 N + 12 L C T per token) as a fraction of it")
     print(
         f"shape: n_layer {shape.n_layer}, n_head {shape.n_head}, n_embd {shape.n_embd}, "
-        f"block {shape.block_size}, batch {shape.batch_size}, vocab {VOCAB}; dtype {args.dtype}"
+        f"block {shape.block_size}, batch {shape.batch_size}, vocab {shape.vocab_size}; dtype {args.dtype}"
         f"{' (autocast)' if dtype != torch.float32 else ''}; compile {args.compile}; "
         f"AdamW {'fused' if fused else 'foreach'}; {args.reps} reps after {args.warmup} warmup; "
         f"ratios on the {args.clock} clock; malloc {args.malloc}\n"
     )
-    print(report(contenders, timings, args.clock, shape, device, dtype))
+    print(report(contenders, timings, args.clock, shape, device, dtype, cpu_peak))
     return timings
 
 
@@ -293,12 +309,14 @@ def report(
     shape: Shape,
     device: torch.device,
     dtype: torch.dtype,
+    cpu_peak: Optional[float] = None,
 ) -> str:
     """One markdown row per contender: medians on both clocks, tokens/s and MFU on `clock`, and
-    peer/ours on `clock` (above 1: ours is faster)."""
+    peer/ours on `clock` (above 1: ours is faster). MFU is against a known GPU's datasheet peak, or
+    on CPU against `cpu_peak` (measured by `matmul_peak`)."""
     times = timings.on(clock)
     tokens = shape.batch_size * shape.block_size
-    peak = peak_flops(device, dtype)
+    peak = peak_flops(device, dtype) or cpu_peak
     if peak:  # the nominal FLOPs of the shape (ours counts them), the same for every contender
         flops = GPT(shape.model_config(), config_class(contenders[0].encoding)()).flops_per_token(shape.block_size)
     ours_t = {c.encoding: median(times[c.name]) for c in contenders if c.is_ours}  # of those timed
@@ -324,6 +342,8 @@ def add_shape_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--vocab-size", type=int, default=VOCAB,
+                   help="vocabulary of every contender (the cpu preset's data.vocab_size gives 8,256)")
 
 
 def add_contender_arguments(p: argparse.ArgumentParser) -> None:

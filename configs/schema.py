@@ -85,8 +85,14 @@ class CompareJob:
     encodings: list[str] = field(default_factory=default_compare_encodings)  # every registered one
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds per encoding
     out_dir: str = "runs/compare/${name}"  # one run directory per encoding and seed
-    report_dir: str = "report/${name}"  # report.md, its plots and config.yaml
-    threads: int = THREADS  # CPU threads (torch.set_num_threads); 0: torch's default, one per core
+    # report.md, its plots and copies of the runs' small files (rebuild: compare.py --rebuild DIR).
+    # The committed reports are report/<name>: written only when asked (report_dir=report/cpu), and
+    # only from committed code unless allow_dirty.
+    report_dir: str = "runs/compare/${name}/report"
+    allow_dirty: bool = False  # write a report under report/ from uncommitted code (marked so)
+    jobs: int = 1  # runs trained and evaluated at a time, each in its own process when > 1
+    threads: Optional[int] = None  # torch threads per run; None: CPUs / jobs (jobs > 1), else torch's default
+    estimate: bool = True  # time a few steps and forwards of each encoding first, print the expected time
 
 
 def register_configs() -> None:

@@ -1,12 +1,17 @@
 """compare.py's work: train every encoding (x every seed) with one recipe, evaluate each best
 checkpoint, sample a few stories, and write the report.
 
-Training goes through `training.run.run_training`, in this process, one run after another, into
-<out_dir>/<encoding>-s<seed>/. A finished run whose saved config equals the one asked for is
-reused (so a second `compare.py` after a crash or a change to the report only redoes what is
-missing); a run that stopped midway is resumed; a run directory holding another config is an
-error. eval.json and samples.json are reused the same way when their checkpoint and settings are
-unchanged.
+Each run (train through `training.run.run_training`, evaluate, sample) goes into
+<out_dir>/<encoding>-s<seed>/: one after another in this process (jobs=1), or `jobs` at a time in
+worker processes (evaluation/parallel.py), with the same numbers either way. A finished run whose
+saved config equals the one asked for is reused (so a second `compare.py` after a crash or a
+change to the report only redoes what is missing); a run that stopped midway is resumed; a run
+directory holding another config is an error. eval.json and samples.json are reused the same way
+when their checkpoint and settings are unchanged.
+
+The report folder carries copies of the runs' small files and rebuilds from them
+(evaluation/bundle.py). A report under the committed report/ folder is refused when the code that
+would make it is not a clean commit, unless allow_dirty=true (then it carries a warning).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -29,17 +35,24 @@ from data.vocab import Vocab
 from evaluation.config import EvalConfig, SamplesConfig
 from evaluation.extrapolation import check_plan, evaluate_model, format_rows, load_texts, plan_tasks
 from evaluation.probes.run import run_probes
-from evaluation.report import write_report
+from evaluation.bundle import write_bundle
+from evaluation.estimate import estimate_line
+from evaluation.parallel import WorkerError, run_parallel
+from evaluation.code_notes import stage_codes
 from evaluation.runs import EVAL_FILE, SAMPLES_FILE, load_run, read_json
 from evaluation.samples import samples_record, sample_stories
 from model.positional import config_class, encoding_names
 from training.build import build_model
 from training.device import resolve_device
 from training.checkpoint import CKPT_LAST, load_model_and_vocab, resolve_checkpoint
-from data.config import project_path
+from data.config import ROOT, project_path
 from training.job import as_train_job
 from training.metrics import METRICS_FILE, read_metrics
+from training.provenance import code_version, describe
 from training.run import run_training
+
+COMMITTED_REPORTS = ROOT / "report"  # reports committed to the repository
+IGNORED_KEYS = {("resume",), ("threads",), ("train", "progress")}  # how a run is run, not what it computes
 
 
 class CompareError(ValueError):
@@ -72,10 +85,21 @@ def make_specs(cfg: DictConfig) -> list[RunSpec]:
             job = as_train_job({
                 "model": cfg.model, "pos": OmegaConf.structured(config_class(enc)), "data": cfg.data,
                 "train": cfg.train, "wandb": cfg.wandb, "out_dir": str(run_dir), "seed": int(seed),
-                "threads": cfg.threads,
+                "threads": cfg.threads or 0,  # 0: as the comparison set it (compare.py threads, or the worker's)
             })
             specs.append(RunSpec(enc, int(seed), run_dir, job))
     return specs
+
+
+def _comparable(job: dict) -> dict:
+    """The job without IGNORED_KEYS (settings such as the progress bar)."""
+    job = {k: dict(v) if isinstance(v, dict) else v for k, v in job.items()}
+    for path in IGNORED_KEYS:
+        node = job
+        for key in path[:-1]:
+            node = node.get(key, {})
+        node.pop(path[-1], None)
+    return job
 
 
 def run_status(spec: RunSpec) -> str:
@@ -83,10 +107,8 @@ def run_status(spec: RunSpec) -> str:
     saved_path = spec.run_dir / "config.yaml"
     if not saved_path.is_file():
         return "new"
-    saved = OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True)
-    wanted = plain(spec.job)
-    for key in ("resume", "threads"):  # how a run is run, not what it computes
-        saved.pop(key, None), wanted.pop(key, None)
+    saved = _comparable(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
+    wanted = _comparable(plain(spec.job))
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
         raise CompareError(
@@ -128,7 +150,7 @@ def _checkpoint_id(run_dir: Path) -> dict:
 
 def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
     """eval.json of one run: reused when its checkpoint and eval settings are unchanged."""
-    ident = _checkpoint_id(spec.run_dir) | {"eval_config": plain(eval_cfg)}
+    ident = _checkpoint_id(spec.run_dir) | {"eval_config": {k: v for k, v in plain(eval_cfg).items() if k != "progress"}}
     cached = read_json(spec.run_dir / EVAL_FILE)
     if cached is not None and all(cached.get(k) == v for k, v in ident.items()):
         print(f"eval {spec.run_dir.name}: reusing {EVAL_FILE}")
@@ -138,7 +160,7 @@ def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
     model, _, vocab = load_model_and_vocab(spec.run_dir, device)
     print(f"eval {spec.run_dir.name} ({ident['checkpoint']}):")
     texts = load_texts(cfg, vocab)
-    result = ident | evaluate_model(model, cfg, texts, device)
+    result = ident | {"code": code_version()} | evaluate_model(model, cfg, texts, device)
     result["probes"] = run_probes(model, cfg, texts, vocab, device)
     print(format_rows(result))
     write_json_atomic(spec.run_dir / EVAL_FILE, result)
@@ -153,9 +175,41 @@ def sample_run(spec: RunSpec, samples_cfg: DictConfig, device_name: str) -> dict
     cfg: SamplesConfig = OmegaConf.to_object(samples_cfg)
     device = resolve_device(device_name, option="eval.device")
     model, _, vocab = load_model_and_vocab(spec.run_dir, device)
-    record = ident | samples_record(sample_stories(model, vocab, cfg, device), cfg)
+    record = ident | {"code": code_version()} | samples_record(sample_stories(model, vocab, cfg, device), cfg)
     write_json_atomic(spec.run_dir / SAMPLES_FILE, record)
     return record
+
+
+def process_run(spec: RunSpec, status: str, eval_cfg: DictConfig, samples_cfg: Optional[DictConfig],
+                device_name: str) -> dict[str, float]:
+    """Train (unless done), evaluate and, given samples_cfg, sample one run; seconds per stage."""
+    times = {}
+    t = time.perf_counter()
+    if status != "done":
+        job = spec.job.copy()
+        job.resume = status == "resume"
+        run_training(job)
+    times["training"] = time.perf_counter() - t
+    t = time.perf_counter()
+    evaluate_run(spec, eval_cfg)
+    times["evaluation"] = time.perf_counter() - t
+    if samples_cfg is not None:
+        t = time.perf_counter()
+        sample_run(spec, samples_cfg, device_name)
+        times["samples"] = time.perf_counter() - t
+    return times
+
+
+def check_code(report_dir: Path, names: list[str], allow_dirty: bool, what: str) -> None:
+    """A report under report/ (committed) must come from committed code, unless allow_dirty."""
+    inside = report_dir.resolve().is_relative_to(COMMITTED_REPORTS.resolve())
+    bad = [n for n in names if not n or "uncommitted" in n or n.startswith("unknown")]
+    if inside and bad and not allow_dirty:
+        raise CompareError(
+            f"report_dir={report_dir} is a committed report, but {what} {sorted(set(bad))}: commit first "
+            "(a report must name the commit that made it), write it elsewhere (the default runs/compare/NAME/"
+            "report), or pass allow_dirty=true to write it with a warning"
+        )
 
 
 def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
@@ -163,7 +217,11 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
     started = datetime.now(timezone.utc)
     load_start = os.getloadavg()[0]  # other processes sharing the machine slow every phase down
     t0 = time.perf_counter()
-    phases: dict[str, float] = {}
+    code = code_version()
+    report_dir = project_path(cfg.report_dir)
+    check_code(report_dir, [describe(code)], cfg.allow_dirty, "the working tree is")
+    if cfg.jobs < 1 or (cfg.threads is not None and cfg.threads < 1):
+        raise CompareError(f"jobs={cfg.jobs}, threads={cfg.threads}: both must be at least 1")
     specs = make_specs(cfg)
     statuses = [run_status(s) for s in specs]  # fail on a foreign run directory before any work
     data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
@@ -179,45 +237,51 @@ def run_comparison(cfg: DictConfig, command: str = "compare.py") -> Path:
         raise CompareError(str(e)) from e
     train_tokens, val_tokens = meta["splits"]["train"]["tokens"], meta["splits"]["val"]["tokens"]
     print(describe_plan(cfg, specs, train_tokens, meta["vocab_size"]), flush=True)
+    threads = cfg.threads or (max(1, (os.cpu_count() or 1) // cfg.jobs) if cfg.jobs > 1 else torch.get_num_threads())
+    cost: dict[str, float] = {}
+    if cfg.estimate:
+        line, cost = estimate_line(cfg, specs, statuses, threads, Vocab.from_dict(meta["vocab"]))
+        print(line, flush=True)
 
-    t = time.perf_counter()
-    for i, (spec, status) in enumerate(zip(specs, statuses)):
-        print(f"[{i + 1}/{len(specs)}] {spec.run_dir.name}: "
-              + {"done": "finished earlier, reused", "resume": "resuming", "new": "training"}[status], flush=True)
-        if status != "done":
-            job = spec.job.copy()
-            job.resume = status == "resume"
-            run_training(job)
-    phases["training"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    for spec in specs:
-        evaluate_run(spec, cfg.eval)
-    phases["evaluation"] = time.perf_counter() - t
-
-    t = time.perf_counter()
     first_seed = {}
     for spec in specs:
         first_seed.setdefault(spec.encoding, spec)
-    for spec in first_seed.values():
-        sample_run(spec, cfg.samples, cfg.eval.device)
-    phases["samples"] = time.perf_counter() - t
+    sampled = [spec is first_seed[spec.encoding] for spec in specs]
+    if cfg.jobs == 1:
+        torch.set_num_threads(threads)
+        stage_times = []
+        for i, (spec, status, sample) in enumerate(zip(specs, statuses, sampled)):
+            print(f"[{i + 1}/{len(specs)}] {spec.run_dir.name}: "
+                  + {"done": "finished earlier, reused", "resume": "resuming", "new": "training"}[status], flush=True)
+            stage_times.append(process_run(spec, status, cfg.eval, cfg.samples if sample else None, cfg.eval.device))
+    else:
+        try:
+            stage_times = run_parallel(specs, statuses, sampled, cfg, threads, [cost.get(s.encoding, 0.0) for s in specs])
+        except WorkerError as e:
+            raise CompareError(str(e)) from e
+    phases = {stage: sum(t.get(stage, 0.0) for t in stage_times) for stage in ("training", "evaluation", "samples")}
 
+    records = [load_run(s.run_dir) for s in specs]
+    made_by = [n for r in records for names in stage_codes(r).values() for n in names]
+    check_code(report_dir, made_by, cfg.allow_dirty, "some runs were made by")
     device = resolve_device(cfg.eval.device, option="eval.device")
     info = {
         "command": command,
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
+        "code": code,
+        "report_dir": cfg.report_dir,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({threads} threads per run)",
+        "jobs": cfg.jobs,
         "train_tokens": train_tokens,
         "val_tokens": val_tokens,
+        "vocab_size": meta["vocab_size"],
         "phases": phases,
         "load": (load_start, os.getloadavg()[0]),
         "reused": statuses.count("done"),
         "runs": len(specs),
         "cpus": os.cpu_count(),
+        "wall_s": time.perf_counter() - t0,  # everything but writing the report itself
     }
-    records = [load_run(s.run_dir) for s in specs]
-    info["wall_s"] = time.perf_counter() - t0  # everything but writing the report itself
-    path = write_report(project_path(cfg.report_dir), records, plain(cfg), info)
+    path = write_bundle(report_dir, [s.run_dir for s in specs], plain(cfg), info)
     print(f"report: {path} ({(time.perf_counter() - t0) / 60:.1f} min in all)", file=sys.stderr)
     return path

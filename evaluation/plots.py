@@ -80,7 +80,7 @@ def plot_loss_curves(runs: dict[str, list[RunRecord]], path: Path) -> Path:
 def plot_ppl_vs_length(runs: dict[str, list[RunRecord]], set_name: str, protocols: list[str],
                        block_size: int, path: Path) -> Path:
     """Perplexity against evaluation length (log-log), one panel per protocol; error bars are the
-    standard deviation over seeds."""
+    95% t interval of the mean over seeds."""
     fig, axes = plt.subplots(1, len(protocols), figsize=(6.0 * len(protocols), 4.5), squeeze=False)
     for ax, protocol in zip(axes[0], protocols):
         rows = ppl_rows(runs, set_name, protocol)
@@ -88,7 +88,7 @@ def plot_ppl_vs_length(runs: dict[str, list[RunRecord]], set_name: str, protocol
         for lbl, cells in rows:
             lengths = sorted(L for L, c in cells.items() if c.values)
             means = [cells[L].mean for L in lengths]
-            errs = [cells[L].std or 0.0 for L in lengths]
+            errs = [cells[L].half or 0.0 for L in lengths]
             ax.errorbar(lengths, means, yerr=errs, color=colors[lbl.split(" + ")[0]], marker="o",
                         markersize=3, capsize=2, label=lbl, **_style(lbl))
         ax.axvline(block_size, color="grey", linewidth=0.8, linestyle=":")

@@ -1,36 +1,24 @@
 """report.md and its figures, built only from the run directories' files (see runs.py).
 
 Every number in a table is read from a run's metrics.jsonl (training) or eval.json (perplexity);
-with several seeds a cell shows `mean ± sd` (sample standard deviation over seeds).
+with several seeds a cell shows `mean ± h`, h the half-width of the 95% Student t interval of the
+mean over seeds (evaluation/stats.py). The report is a pure function of its inputs (the run files,
+the job and `info`), so evaluation/bundle.py can rebuild it bit for bit.
 """
 
 from __future__ import annotations
 
 import math
-import subprocess
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import OmegaConf
 
-from data.config import ROOT
 from evaluation import plots
 from evaluation.probes.report import probes_section
+from evaluation.code_notes import code_lines
 from evaluation.runs import Cell, RunRecord, by_encoding, ppl_rows, variant_notes
 
 PROTOCOL_NAMES = {"nonoverlap": "non-overlapping windows", "sliding": "sliding window"}
-
-
-def git_commit() -> str:
-    """`<short hash>` of HEAD, with `+ uncommitted changes` when tracked files differ from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return head + (" + uncommitted changes" if dirty else "")
 
 
 def fmt_num(x: float, digits: int = 2) -> str:
@@ -40,13 +28,13 @@ def fmt_num(x: float, digits: int = 2) -> str:
 
 
 def fmt_cell(cell: Optional[Cell], digits: int = 2) -> str:
-    """`mean`, `mean ± sd` over seeds, or the cell's note ("n/a (table length 64)")."""
+    """`mean`, `mean ± h` over seeds (h: 95% t interval), or the cell's note ("n/a (table length 64)")."""
     if cell is None:
         return ""
     if cell.note is not None or not cell.values:
         return cell.note or "n/a"
     text = fmt_num(cell.mean, digits)
-    return text if cell.std is None else f"{text} ± {fmt_num(cell.std, digits)}"
+    return text if cell.half is None else f"{text} ± {fmt_num(cell.half, digits)}"
 
 
 def md_table(header: list[str], rows: list[list[str]], align: Optional[list[str]] = None) -> str:
@@ -78,16 +66,23 @@ def training_table(runs: dict[str, list[RunRecord]], block_size: int) -> str:
     return md_table(header, rows)
 
 
+def ratio_cell(cells: dict[int, Cell], block_size: int, longest: int) -> Optional[Cell]:
+    """Perplexity at `longest` over perplexity at L, seed by seed (None where either is missing)."""
+    first, last = cells.get(block_size), cells.get(longest)
+    ok = (first is not None and last is not None and first.values and last.note is None
+          and len(first.values) == len(last.values))
+    return Cell([b / a for a, b in zip(first.values, last.values)]) if ok else None
+
+
 def ppl_table(runs: dict[str, list[RunRecord]], set_name: str, protocol: str, lengths: list[int],
               block_size: int) -> str:
     """Perplexity per encoding (and variant) at each length, plus the ratio of the longest
-    length's mean to the training length's."""
+    length's perplexity to the training length's (per seed, then over seeds like every cell)."""
     rows = []
     for lbl, cells in ppl_rows(runs, set_name, protocol):
         row = [lbl] + [fmt_cell(cells.get(L)) for L in lengths]
-        first, last = cells.get(block_size), cells.get(lengths[-1])
-        ok = first is not None and last is not None and first.values and last.values and last.note is None
-        row.append(f"{last.mean / first.mean:.2f}" if ok else "n/a")
+        ratio = ratio_cell(cells, block_size, lengths[-1])
+        row.append(fmt_cell(ratio) if ratio is not None else "n/a")
         rows.append(row)
     header = ["encoding"] + [f"L={L} ({L / block_size:g}x)" for L in lengths] + [f"{lengths[-1]} / {block_size}"]
     return md_table(header, rows)
@@ -104,9 +99,11 @@ def _setup_section(job: dict, runs: dict[str, list[RunRecord]], info: dict) -> s
     lines = [
         f"- **Model**: {m['n_layer']} layers, {m['n_head']} heads, width {m['n_embd']}, training length "
         f"L = {m['block_size']}, dropout {m['dropout']}; parameters per encoding in the table below "
-        "(the embedding is the 50,257 x width GPT-2 token table, tied with the output layer).",
+        f"(the embedding is the {info['vocab_size']:,} x width token table, tied with the output layer).",
         f"- **Data**: `{job['data']['name']}`: {train_tokens:,} training tokens, {info['val_tokens']:,} "
-        "validation tokens (GPT-2 BPE).",
+        "validation tokens (GPT-2 BPE"
+        + (f", restricted to data.vocab_size = {job['data']['vocab_size']:,}: the most frequent training ids, every "
+           "other id one unknown id)." if job["data"].get("vocab_size") else ")."),
         f"- **Training** (the same recipe for every encoding): {t['max_steps']} steps of "
         f"{t['global_batch_size']} x {m['block_size']} tokens, lr {t['lr']} (warmup {t['warmup_steps']}, "
         f"cosine to {t['min_lr']}), weight decay {t['weight_decay']}, validation every {t['eval_interval']} "
@@ -117,7 +114,8 @@ def _setup_section(job: dict, runs: dict[str, list[RunRecord]], info: dict) -> s
         f"the corpus holds {train_tokens / max(non_emb.values()):.2f} distinct training tokens per "
         "non-embedding parameter.",
         f"- **Seeds**: {', '.join(str(s) for s in job['seeds'])}"
-        + (" (cells show mean ± sample standard deviation over seeds)." if len(job["seeds"]) > 1
+        + (" (cells show mean ± half-width of the 95% Student t interval of the mean over seeds, "
+           "t_0.975,n-1 x sd / sqrt(n); error bars in the plots likewise)." if len(job["seeds"]) > 1
            else " (one seed: no spread is measured; treat small differences as noise)."),
     ]
     return "\n".join(lines)
@@ -169,6 +167,49 @@ def _eval_section(runs: dict[str, list[RunRecord]], first_eval: dict, block_size
     return parts
 
 
+def _separations(cells: dict[str, Cell], digits: int) -> str:
+    """`a < b, c; d < e` for every pair whose 95% intervals do not overlap (a lower), or `none`."""
+    order = sorted((lbl for lbl, c in cells.items() if c.values and c.note is None), key=lambda k: cells[k].mean)
+    groups = []
+    for i, a in enumerate(order):
+        above = [b for b in order[i + 1:] if cells[a].separated_from(cells[b])]
+        if above:
+            groups.append(f"{a} < {', '.join(above)}")
+    means = ", ".join(f"{lbl} {fmt_cell(cells[lbl], digits)}" for lbl in order)
+    return f"{'; '.join(groups) or 'none'} (ordered: {means})"
+
+
+def _differences_section(runs: dict[str, list[RunRecord]], first_eval: Optional[dict], block_size: int) -> list[str]:
+    """Which differences between encodings exceed their seed intervals, for every number measured."""
+    if not any(len(recs) > 1 for recs in runs.values()):
+        return []
+    parts = [
+        "## Differences larger than the seed intervals",
+        "",
+        "For each measurement, the pairs of encodings whose 95% intervals over seeds do not overlap "
+        "(`a < b`: a is lower, i.e. better), then every encoding by its mean. Pairs not listed differ by "
+        "less than their intervals explain. Variants (`encoding + variant` rows, such as RoPE's context "
+        "extensions) are left out: they are not encodings but the same checkpoints evaluated otherwise.",
+        "",
+    ]
+    losses = {enc: Cell([r.summary["best_val_loss"] for r in recs if r.summary["best_val_loss"] is not None])
+              for enc, recs in runs.items()}
+    parts.append(f"- **best val loss (L={block_size})**: {_separations(losses, 4)}")
+    if first_eval:
+        for set_name, s in first_eval["sets"].items():
+            for protocol in dict.fromkeys(r["protocol"] for r in s["rows"]):
+                rows = {lbl: cells for lbl, cells in ppl_rows(runs, set_name, protocol) if " + " not in lbl}
+                name = f"{set_name}, {PROTOCOL_NAMES.get(protocol, protocol)}"
+                lengths = first_eval["lengths"]
+                for L in lengths:
+                    cells = {lbl: c[L] for lbl, c in rows.items() if L in c}
+                    parts.append(f"- **{name}, perplexity at L={L}**: {_separations(cells, 2)}")
+                ratios = {lbl: ratio_cell(c, block_size, lengths[-1]) for lbl, c in rows.items()}
+                ratios = {lbl: r for lbl, r in ratios.items() if r is not None}
+                parts.append(f"- **{name}, perplexity at {lengths[-1]} / at {block_size}**: {_separations(ratios, 2)}")
+    return parts + [""]
+
+
 def _samples_section(runs: dict[str, list[RunRecord]]) -> list[str]:
     found = [(enc, recs[0].samples) for enc, recs in runs.items() if recs[0].samples]
     if not found:
@@ -192,29 +233,36 @@ def _samples_section(runs: dict[str, list[RunRecord]]) -> list[str]:
 
 
 def write_report(out: Path, records: list[RunRecord], job: dict, info: dict) -> Path:
-    """Write out/report.md, its PNGs and out/config.yaml; returns the report's path.
+    """Write out/report.md and its PNGs; returns the report's path.
 
-    job: the resolved CompareJob as plain containers. info: command, wall_s, device, train_tokens,
-    val_tokens, started.
+    job: the resolved CompareJob as plain containers. info: command, started, code (the
+    `training.provenance.code_version()` of the command), wall_s, phases, device, train_tokens,
+    val_tokens, vocab_size (the model's), and optionally load, cpus, reused, runs. Nothing else is read (no clock, no git).
     """
     out.mkdir(parents=True, exist_ok=True)
     runs = by_encoding(records)
     block_size = job["model"]["block_size"]
     first_eval = next((r.eval for r in records if r.eval is not None), None)
     curves = plots.plot_loss_curves(runs, out / "loss_curves.png")
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(job))
+    warning, code = code_lines(records, info["code"])
     parts = [
         f"# Positional encodings on TinyStories: ablation report (`{job['name']}`)",
         "",
-        f"Made by `{info['command']}` on {info['started']}, commit `{git_commit()}`, device "
+        *([warning, ""] if warning else []),
+        f"Made by `{info['command']}` on {info['started']}, device "
         f"{info['device']}; this command took {info['wall_s'] / 60:.1f} min "
-        f"({', '.join(f'{k} {v:.0f} s' for k, v in info['phases'].items())})"
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in info['phases'].items())}"
+        + (f", summed over the runs, which ran {info['jobs']} at a time" if info.get("jobs", 1) > 1 else "") + ")"
         + (f", with a 1-minute load average of {info['load'][0]:.1f} at the start and {info['load'][1]:.1f} "
            f"at the end on {info['cpus']} CPUs (other processes shared the machine: times and tokens/s "
            "vary with that load, not only with the encoding)" if "load" in info else "")
         + (f"; {info['reused']} of {info['runs']} runs were trained by an earlier invocation and reused"
            if info.get("reused") else "")
-        + ". The resolved configuration is in [config.yaml](config.yaml).",
+        + ". The resolved configuration is in [config.yaml](config.yaml); the files every number and "
+        "figure is read from are in [runs/](runs) (`python compare.py --rebuild "
+        f"{info.get('report_dir', 'report/' + job['name'])}` rebuilds this report from them).",
+        "",
+        code,
         "",
         "## Setup",
         "",
@@ -230,6 +278,7 @@ def write_report(out: Path, records: list[RunRecord], job: dict, info: dict) -> 
     if first_eval:
         parts += _eval_section(runs, first_eval, block_size, out)
     parts += probes_section(runs, block_size, out)
+    parts += _differences_section(runs, first_eval, block_size)
     parts += _samples_section(runs)
     path = out / "report.md"
     path.write_text("\n".join(parts).rstrip() + "\n")

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 from omegaconf import OmegaConf
 
+from evaluation.stats import half_width
 from training.metrics import read_metrics
 
 EVAL_FILE = "eval.json"
@@ -96,9 +97,15 @@ class Cell:
         return float(np.mean(self.values))
 
     @property
-    def std(self) -> Optional[float]:
-        """Sample standard deviation over seeds (None for a single seed)."""
-        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else None
+    def half(self) -> Optional[float]:
+        """Half-width of the 95% Student t interval of the mean over seeds (None for one seed)."""
+        return half_width(self.values)
+
+    def separated_from(self, other: "Cell") -> bool:
+        """Both measured over 2+ seeds and their 95% intervals do not overlap."""
+        if self.half is None or other.half is None or self.note is not None or other.note is not None:
+            return False
+        return abs(self.mean - other.mean) > self.half + other.half
 
 
 def ppl_rows(runs: dict[str, list[RunRecord]], set_name: str, protocol: str) -> list[tuple[str, dict[int, Cell]]]:

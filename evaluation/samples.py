@@ -10,6 +10,7 @@ from data.encode import get_tokenizer
 from data.vocab import Vocab
 from evaluation.config import SamplesConfig
 from model.generate import generate
+from training.checkpoint import load_model_and_vocab
 
 
 @torch.no_grad()
@@ -36,3 +37,11 @@ def sample_stories(model, vocab: Vocab, cfg: SamplesConfig, device: torch.device
 
 def samples_record(stories: list[str], cfg: SamplesConfig) -> dict:
     return {"config": asdict(cfg), "stories": stories}
+
+
+def final_story(run_dir, max_new_tokens: int, device: torch.device) -> str:
+    """One story sampled from `run_dir`'s best checkpoint with the report's settings (train.py
+    prints it when a run ends)."""
+    model, _, vocab = load_model_and_vocab(run_dir, device)
+    (story,) = sample_stories(model, vocab, SamplesConfig(num_samples=1, max_new_tokens=max_new_tokens), device)
+    return story

@@ -73,3 +73,22 @@ def test_profile_step_splits_every_contender_by_operator_class(capsys):
         assert total > 0 and float(row[2]) > 0  # every model spends time in matmuls
         assert abs(sum(parts) - total) <= 0.01 * total + len(parts)  # the classes add up (rounded)
     assert "softmax + CE" in capsys.readouterr().out
+
+
+def test_vocab_size_reaches_every_contender_and_cpu_mfu_is_reported(capsys):
+    shape = Shape(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=1, vocab_size=97)
+    for c in build_contenders(shape, ["learned", "rope"]):
+        emb = [m for m in c.model.modules() if isinstance(m, torch.nn.Embedding) and m.num_embeddings == 97]
+        assert len(emb) == 1, c.name
+    run(parse_args(TINY + ["--vocab-size", "97", "--reps", "1", "--warmup", "0", "--device", "cpu",
+                           "--encodings", "learned"]))
+    out = capsys.readouterr().out
+    assert "vocab 97" in out and "| MFU |" in out and "fp32 matmul peak of this machine, measured now" in out
+
+
+def test_matmul_peak_counts_two_n_cubed_flops(monkeypatch):
+    import bench.common as common
+
+    ticks = iter(range(100))  # every perf_counter call advances one second: each product "takes" 1 s
+    monkeypatch.setattr(common.time, "process_time", lambda: float(next(ticks)))
+    assert common.matmul_peak(torch.device("cpu"), "cpu", reps=3, n=8) == 2 * 8**3

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -57,6 +57,12 @@ def parse_cell(cell: str) -> tuple[float, float | None]:
     return float(m.group(1)), (float(m.group(2)) if m.group(2) else None)
 
 
+def t_half(values: list[float]) -> float:
+    """The 95% t interval's half-width, from SciPy (the report computes it without SciPy)."""
+    lo, hi = scipy.stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=scipy.stats.sem(values))
+    return (hi - lo) / 2
+
+
 def fake_run(run_dir: Path, job: dict, encoding: str, seed: int, val_losses: list[float], speed: float,
              text: EvalText, eval_cfg: EvalConfig) -> None:
     """A run directory as training/run.py and compare.py write it: config.yaml, metrics.jsonl
@@ -80,7 +86,7 @@ def fake_run(run_dir: Path, job: dict, encoding: str, seed: int, val_losses: lis
 
 
 def test_report_tables_match_the_metrics_files(tmp_path):
-    job = OmegaConf.to_container(compose_compare(["preset=cpu", "seeds=[0,1]", "model.block_size=8",
+    job = OmegaConf.to_container(compose_compare(["preset=smoke", "seeds=[0,1]", "model.block_size=8",
                                                   "eval.multipliers=[1,2,4]"]), resolve=True, enum_to_str=True)
     eval_cfg = EvalConfig(multipliers=[1, 2, 4], stride=8, batch_tokens=512, progress=False,
                           sets={"small": EvalSetConfig(documents=DocumentMode.eot, max_tokens=None, about="test")})
@@ -90,7 +96,8 @@ def test_report_tables_match_the_metrics_files(tmp_path):
     for (enc, seed), vals in losses.items():
         fake_run(tmp_path / "runs" / f"{enc}-s{seed}", job, enc, seed, vals, 100.0 + seed, text, eval_cfg)
     records = [load_run(tmp_path / "runs" / f"{enc}-s{seed}") for enc, seed in losses]
-    info = {"command": "test", "started": "now", "device": "cpu", "train_tokens": 1000, "val_tokens": 100,
+    info = {"command": "test", "code": {"commit": "0" * 40, "dirty": False}, "started": "now", "device": "cpu",
+            "train_tokens": 1000, "val_tokens": 100, "vocab_size": 101,
             "phases": {"training": 1.0}, "wall_s": 1.0}
     report = write_report(tmp_path / "report", records, job, info)
     tables = md_tables(report.read_text())
@@ -101,7 +108,7 @@ def test_report_tables_match_the_metrics_files(tmp_path):
     for enc in ("learned", "rope"):
         best = [min(losses[(enc, s)]) for s in (0, 1)]
         mean, sd = parse_cell(training[enc]["best val loss (L=8)"])
-        assert mean == pytest.approx(np.mean(best), abs=1e-4) and sd == pytest.approx(np.std(best, ddof=1), abs=1e-4)
+        assert mean == pytest.approx(np.mean(best), abs=1e-4) and sd == pytest.approx(t_half(best), abs=1e-4)
         assert parse_cell(training[enc]["train tokens/s"])[0] == pytest.approx(100.5, abs=0.5)
 
     for protocol, title in (("nonoverlap", "non-overlapping windows"), ("sliding", "sliding window, stride 8")):
@@ -123,20 +130,20 @@ def test_report_tables_match_the_metrics_files(tmp_path):
                     continue
                 mean, sd = parse_cell(cell)
                 assert mean == pytest.approx(np.mean(ppls), abs=0.006)
-                assert sd == pytest.approx(np.std(ppls, ddof=1), abs=0.006)
+                assert sd == pytest.approx(t_half(ppls), abs=0.006)
     for png in ("loss_curves.png", "ppl_small.png", "position_loss_small.png"):
         assert (tmp_path / "report" / png).stat().st_size > 1000
 
 
 @pytest.mark.slow
-def test_cpu_preset_end_to_end_reduced(tmp_path):
-    """The cpu preset with fewer steps, a shorter evaluation and two books, so CI stays fast; the
+def test_smoke_preset_end_to_end_reduced(tmp_path, capsys):
+    """The smoke preset with fewer steps, a shorter evaluation and two books, so CI stays fast; the
     full preset is measured by hand (README)."""
     from evaluation.ablation import CompareError, make_specs, run_comparison, run_status
 
     books = [f"data/long_stories/{b}.txt.xz" for b in ("velveteen_rabbit", "aesops_fables")]
     cfg = compose_compare([
-        "preset=cpu", f"out_dir={tmp_path}/runs", f"report_dir={tmp_path}/report", f"eval.cache_dir={tmp_path}/cache",
+        "preset=smoke", f"out_dir={tmp_path}/runs", f"report_dir={tmp_path}/report", f"eval.cache_dir={tmp_path}/cache",
         "train.max_steps=2", "train.eval_interval=2", "train.eval_batches=1", "train.progress=false",
         "eval.multipliers=[1,2]", "eval.stride=64", "eval.variants=[none,yarn]", "eval.progress=false",
         "eval.sets.tinystories.max_tokens=128", "eval.sets.long_stories.max_tokens=128",
@@ -146,6 +153,11 @@ def test_cpu_preset_end_to_end_reduced(tmp_path):
     ])
     report = run_comparison(cfg, "test")
     text = report.read_text()
+    out = capsys.readouterr().out
+    (expected,) = [line for line in out.splitlines() if line.startswith("expected: ~")]  # measured before training
+    assert all(f"{enc} " in expected for enc in cfg.encodings) and "load average" in expected
+    assert sorted(p.name for p in (tmp_path / "report" / "runs").iterdir()) == sorted(
+        f"{enc}-s0" for enc in cfg.encodings)  # the report carries its runs' files
     for enc in cfg.encodings:
         assert f"| {enc} |" in text and f"**{enc}**" in text  # a training row and samples
     assert "| rope + yarn |" in text and "n/a (table length 64)" in text
@@ -154,10 +166,11 @@ def test_cpu_preset_end_to_end_reduced(tmp_path):
                  "repeat_gain_tinystories", "repeat_gain_long_stories", "retrieval", "attention_rope"):
         assert (tmp_path / "report" / f"{name}.png").is_file()
 
-    start = time.perf_counter()
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*") if p.suffix in (".pt", ".json", ".jsonl")}
     run_comparison(cfg, "test")  # everything reused: only the report is written again
-    assert time.perf_counter() - start < 30
+    assert "finished earlier, reused" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # no run retrained, re-evaluated or re-sampled
 
-    other = compose_compare(["preset=cpu", f"out_dir={tmp_path}/runs", "train.max_steps=3"])
+    other = compose_compare(["preset=smoke", f"out_dir={tmp_path}/runs", "train.max_steps=3"])
     with pytest.raises(CompareError, match="another configuration"):
         run_status(make_specs(other)[0])

@@ -102,7 +102,7 @@ def test_a_registered_encoding_trains_decodes_evaluates_and_is_compared(plugin, 
     from tests.test_compare import compose_compare
 
     cfg = compose_compare([
-        "preset=cpu", f"encodings=[{NAME},nope]", f"out_dir={tmp_path}/runs",
+        "preset=smoke", f"encodings=[{NAME},nope]", f"out_dir={tmp_path}/runs",
         f"report_dir={tmp_path}/report", f"eval.cache_dir={tmp_path}/cache", *sample_data,
         "train.max_steps=2", "train.eval_interval=2", "train.eval_batches=1", "train.progress=false",
         "eval.multipliers=[1,2]", "eval.progress=false", "~eval.sets.long_stories",

@@ -21,6 +21,8 @@ def test_short_run_writes_config_checkpoints_and_metrics(tmp_path, sample_data, 
     summary = run_training(compose_job([*RUN, *sample_data, "pos=learned", f"out_dir={tmp_path}"]))
     out = capsys.readouterr().out
     assert "params embedding" in out and "non-embedding" in out  # printed at the start
+    (expected,) = [line for line in out.splitlines() if line.startswith("expected: ~")]  # after 4 of 6 steps
+    assert "min more for 2 steps" in expected and "1 evaluation(s)" in expected
     assert out.strip().splitlines()[-1].startswith("done: 6 steps, 768 tokens, best val loss")
 
     assert {p.name for p in tmp_path.iterdir()} >= {"config.yaml", "metrics.jsonl", CKPT_LAST, CKPT_BEST}
@@ -33,6 +35,7 @@ def test_short_run_writes_config_checkpoints_and_metrics(tmp_path, sample_data, 
     start, train, evals, last = events[0], events[1], [e for e in events if e["event"] == "eval"], events[-1]
     assert start["world_size"] == 1 and start["grad_accum"] == 2 and start["tokens_per_step"] == 4 * 32
     assert set(start["params"]) == {"embedding", "non_embedding", "total"}
+    assert set(start["code"]) == {"commit", "dirty"}  # training/provenance.py
     assert set(train) == {"event", "step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed_s"}
     assert train["tokens"] == 2 * 128 and train["tokens_per_s"] > 0
     assert set(evals[0]) == {"event", "step", "val_loss", "best_val_loss", "tokens", "elapsed_s"}
@@ -48,9 +51,11 @@ def test_short_run_writes_config_checkpoints_and_metrics(tmp_path, sample_data, 
 
     model, cfg = load_model(tmp_path)  # the run directory: its ckpt_best.pt
     assert cfg["pos"]["name"] == "learned" and model.pos_cfg.name == "learned"
-    x = torch.randint(0, 50257, (1, 32))
+    vocab = ckpt["vocab"]  # the default data.vocab_size keeps the ids the training text holds, + unknown
+    assert model.cfg.vocab_size == len(vocab["kept"]) + 1 < 50257
+    x = torch.randint(0, model.cfg.vocab_size, (1, 32))
     logits, _ = model(x)
-    assert logits.shape == (1, 32, 50257)
+    assert logits.shape == (1, 32, model.cfg.vocab_size)
 
 
 def test_patience_stops_early(tmp_path, sample_data):  # noqa: F811

@@ -28,6 +28,9 @@ class TrainJob:
     resume: bool = False  # continue the run in out_dir from its ckpt_last.pt
     seed: int = 1337  # initial weights, batches and dropout
     threads: int = THREADS  # CPU threads (torch.set_num_threads); 0: torch's default, one per core
+    # train.py prints a story of up to this many new tokens, sampled from the best checkpoint at
+    # the end ("Once upon a time", evaluation.config.SamplesConfig's settings); 0: none.
+    final_sample_tokens: int = 150
 
 
 def as_train_job(cfg) -> DictConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -24,6 +25,8 @@ from training.config import TrainConfig
 from training.distributed import DistEnv
 from training.metrics import MetricsLog
 from training.schedule import lr_at, set_lr
+
+ESTIMATE_STEPS = 4  # steps timed (the first as a warm-up) before the expected time is printed
 
 
 @dataclass
@@ -126,9 +129,22 @@ class Loop:
     def elapsed(self, t_start: float) -> float:
         return self.state.elapsed_s + time.perf_counter() - t_start
 
+    def expected_time(self, timed: list[float]) -> str:
+        """The rest of the run from this session's first steps (the first one is a warm-up, left
+        out); an evaluation batch is counted as a third of a training micro-batch (forward only)."""
+        per_step = statistics.median(timed[1:])
+        left = self.cfg.max_steps - self.state.step
+        every, end = self.cfg.eval_interval, self.cfg.max_steps  # evaluations at multiples of `every` and at the end
+        evals = end // every - self.state.step // every + (end % every != 0)
+        eval_s = evals * self.num_val_batches / self.env.world_size * per_step / (3 * self.grad_accum)
+        return (f"expected: ~{(left * per_step + eval_s) / 60:.1f} min more for {left} steps at {per_step:.2f} s/step "
+                f"(measured over the last {len(timed) - 1} steps) and {evals} evaluation(s) of "
+                f"{self.num_val_batches} batches")
+
     def run(self) -> LoopState:
         cfg, st = self.cfg, self.state
         t_start = time.perf_counter()
+        timed: list[float] = []  # this session's first step times, for the expected-time line
         bar = tqdm(total=cfg.max_steps, initial=st.step, desc="train", dynamic_ncols=True,
                    disable=not (cfg.progress and self.env.is_main))
         self.model.train()
@@ -146,6 +162,10 @@ class Loop:
             st.session_train_s += dt
             st.session_tokens += self.tokens_per_step
             bar.update(1)
+            if len(timed) < ESTIMATE_STEPS:
+                timed.append(dt)
+                if len(timed) == ESTIMATE_STEPS and self.env.is_main and not last:
+                    bar.write(self.expected_time(timed))
             if log_now:
                 tokens_per_s = interval_tokens / interval_s
                 extra = {}

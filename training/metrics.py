@@ -3,7 +3,8 @@
 Events (every line has "event" and "step", the number of optimizer steps done):
 
     start    step, resumed (bool), world_size, grad_accum, tokens_per_step, device, dtype,
-             params {"embedding", "non_embedding", "total"}
+             params {"embedding", "non_embedding", "total"}, code {"commit", "dirty"} (the git
+             state of the code that trained from here on, training/provenance.py)
     train    step, loss (train loss of that step: mean over its global batch), lr (used for it),
              grad_norm (before clipping), tokens (seen so far), tokens_per_s (since the last
              train event), elapsed_s, and mfu on CUDA

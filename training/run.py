@@ -39,6 +39,7 @@ from training.optim import build_optimizer
 from training.device import set_threads
 from training.precision import autocast, enable_tf32, resolve_dtype
 from training.signals import TrainingInterrupted, stop_on_signals
+from training.provenance import code_version
 from training.wandb_run import start_run
 
 RESUME_KEYS = ("model", "optimizer", "step", "loader", "rng", "config", "best_val_loss", "best_step",
@@ -201,7 +202,7 @@ def _train(cfg: DictConfig, env: DistEnv) -> dict:
               f"{'resuming at step ' + str(state.step) if cfg.resume else 'fresh start'} -> {out_dir}")
     metrics.write("start", state.step, resumed=bool(cfg.resume), world_size=env.world_size,
                   grad_accum=grad_accum, tokens_per_step=tokens_per_step, device=str(device),
-                  dtype=str(dtype).removeprefix("torch."), params=counts)
+                  dtype=str(dtype).removeprefix("torch."), params=counts, code=code_version())
 
     def save(st: LoopState, is_best: bool, elapsed_s: float) -> None:
         rngs = dist_utils.all_gather_object(env, rng_state())  # every process's generators
