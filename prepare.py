@@ -10,15 +10,15 @@ The library behind it is data/prepare.py (`ensure_prepared`); this file is only 
 
 from __future__ import annotations
 
-import sys
-
 import hydra
 from omegaconf import OmegaConf
 
-from configs.schema import register_configs
+from configs.errors import user_errors
+from configs.help import exit_with_help_if_asked
+from configs.schema import PrepareJob, register_configs
 from data.config import DataConfig
 from data.prepare import ensure_prepared
-from data.tokens import SPLITS, DataError, read_meta, split_file
+from data.tokens import SPLITS, read_meta, split_file
 from data.vocab import Vocab
 
 register_configs()
@@ -26,11 +26,9 @@ register_configs()
 
 @hydra.main(config_path="configs", config_name="prepare", version_base=None)
 def main(cfg) -> None:
-    try:
+    with user_errors():
         data_cfg: DataConfig = OmegaConf.to_object(cfg.data)
         folder = ensure_prepared(data_cfg, force=cfg.force)
-    except DataError as e:
-        sys.exit(f"error: {e}")
     meta = read_meta(folder)
     for s in SPLITS:
         c = meta["splits"][s]
@@ -39,4 +37,5 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
+    exit_with_help_if_asked("prepare", PrepareJob, __doc__, groups=["data"])
     main()
