@@ -260,7 +260,8 @@ class Suite:
             cmd += ["train.device=cpu", "eval.device=cpu", "model.n_layer=1", "model.n_head=2", "model.n_embd=32",
                     "model.block_size=16", "train.max_steps=2", "train.batch_size=2", "train.global_batch_size=2",
                     "train.warmup_steps=1", "train.eval_interval=2", "train.eval_batches=1",
-                    "eval.multipliers=[1,2]", "eval.stride=8", "eval.variants=[none,yarn]",
+                    "eval.multipliers=[1,2]", "eval.stride=8", "eval.variants=[none,yarn]", "eval.repeat.span=4",
+                    "eval.repeat.spans=2",
                     "eval.batch_tokens=256", "eval.sets.tinystories.max_tokens=64",
                     "eval.sets.long_stories.max_tokens=64", "samples.max_new_tokens=4", "samples.num_samples=1"]
         else:

@@ -16,7 +16,7 @@ PEAK = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=Tru
 
 def compare_peak_rss_mib(tmp_path, encodings: str) -> float:
     out = tmp_path / encodings.strip("[]").replace(",", "-")
-    cmd = [sys.executable, "compare.py", "preset=cpu", "data=tinystories_sample", f"data.cache_dir={tmp_path}/cache",
+    cmd = [sys.executable, "compare.py", "preset=smoke", "data=tinystories_sample", "eval.probes=[]", f"data.cache_dir={tmp_path}/cache",
            f"out_dir={out}/runs", f"report_dir={out}/report", f"eval.cache_dir={tmp_path}/eval_cache",
            "train.max_steps=2", "train.eval_interval=2", "train.eval_batches=1", "train.progress=false",
            "eval.multipliers=[1,2]", "eval.variants=[none,yarn]", "eval.progress=false",

@@ -22,7 +22,7 @@ def tiny(tmp_path: Path, name: str, jobs: int) -> list[str]:
         "model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.block_size=16", "train.batch_size=2",
         "train.global_batch_size=2", "train.max_steps=4", "train.warmup_steps=1", "train.eval_interval=2",
         "train.eval_batches=1", "train.log_interval=1", "train.progress=false", "eval.multipliers=[1,2]",
-        "eval.stride=8", "eval.variants=[none,yarn]", "eval.progress=false",
+        "eval.stride=8", "eval.variants=[none,yarn]", "eval.progress=false", "eval.probes=[]",
         "eval.sets.tinystories.files=[data/sample/valid.txt]", "eval.sets.long_stories.files=[data/sample/valid.txt]",
         "eval.sets.tinystories.max_tokens=64", "eval.sets.long_stories.max_tokens=64",
         "samples.max_new_tokens=8", "samples.num_samples=1", "estimate=false",

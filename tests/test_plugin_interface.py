@@ -90,7 +90,7 @@ def test_a_registered_encoding_trains_decodes_evaluates_and_is_compared(plugin, 
     import evaluate
 
     monkeypatch.setattr(sys, "argv", [
-        "evaluate.py", f"ckpts=[{run}]", "eval.multipliers=[1,2]", "eval.progress=false",
+        "evaluate.py", f"ckpts=[{run}]", "eval.multipliers=[1,2]", "eval.progress=false", "eval.probes=[]",
         f"eval.cache_dir={tmp_path}/cache", "~eval.sets.tinystories", "~eval.sets.long_stories",
         "+eval.sets.sample={files:[data/sample/valid.txt],max_tokens:64}", f"hydra.run.dir={tmp_path}/hydra",
     ])
@@ -105,7 +105,7 @@ def test_a_registered_encoding_trains_decodes_evaluates_and_is_compared(plugin, 
         "preset=smoke", f"encodings=[{NAME},nope]", f"out_dir={tmp_path}/runs",
         f"report_dir={tmp_path}/report", f"eval.cache_dir={tmp_path}/cache", *sample_data,
         "train.max_steps=2", "train.eval_interval=2", "train.eval_batches=1", "train.progress=false",
-        "eval.multipliers=[1,2]", "eval.progress=false", "~eval.sets.long_stories",
+        "eval.multipliers=[1,2]", "eval.progress=false", "eval.probes=[]", "~eval.sets.long_stories",
         "eval.sets.tinystories.files=[data/sample/valid.txt]", "eval.sets.tinystories.max_tokens=128",
         "samples.max_new_tokens=4", "samples.num_samples=1",
     ])

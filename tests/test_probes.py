@@ -301,7 +301,8 @@ def test_report_has_the_usable_context_section(tmp_path):
             result["probes"] = run_small(enc, small_probe_cfg(), seed)
             (run_dir / EVAL_FILE).write_text(json.dumps(result))
             records.append(load_run(run_dir))
-    info = {"command": "test", "started": "now", "device": "cpu", "train_tokens": 1000, "val_tokens": 100,
+    info = {"command": "test", "code": {"commit": "0" * 40, "dirty": False}, "started": "now", "device": "cpu",
+            "train_tokens": 1000, "val_tokens": 100, "vocab_size": 50257,
             "phases": {"training": 1.0}, "wall_s": 1.0}
     report = write_report(tmp_path / "report", records, job, info).read_text()
     section = report[report.index("## Usable context"):]
