@@ -48,6 +48,15 @@ def rotate_interleaved_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return out if rest.shape[-1] == 0 else torch.cat((out, rest), dim=-1)
 
 
+def rotary_dim_of(cfg: ModelConfig, rotary_dim: Optional[int]) -> int:
+    """The rotated channels per head (`pos.rotary_dim`; None: the whole head), checked."""
+    head_dim = cfg.n_embd // cfg.n_head
+    dim = head_dim if rotary_dim is None else rotary_dim
+    if dim % 2 or not 0 < dim <= head_dim:
+        raise ValueError(f"pos.rotary_dim must be even and in (0, head_dim={head_dim}], got {dim}")
+    return dim
+
+
 def pair_tables(per_pair: Tensor, pairing: str, per_sequence: bool) -> tuple[Tensor, Callable]:
     """A (..., T, r/2) table of one value per rotated pair -> the (T, r) table (B, 1, T, r per
     sequence) that `pairing`'s rotation reads, each value at both channels of its pair, and that
@@ -79,12 +88,7 @@ class RotaryPositions(PositionalEncoding):
 
     def __init__(self, cfg: ModelConfig, pos: Config):
         super().__init__()
-        head_dim = cfg.n_embd // cfg.n_head
-        self.rotary_dim = pos.rotary_dim if pos.rotary_dim is not None else head_dim
-        if self.rotary_dim % 2 or not 0 < self.rotary_dim <= head_dim:
-            raise ValueError(
-                f"pos.rotary_dim must be even and in (0, head_dim={head_dim}], got {self.rotary_dim}"
-            )
+        self.rotary_dim = rotary_dim_of(cfg, pos.rotary_dim)
         self.base, self.pairing, self.block_size = pos.base, Pairing(pos.pairing).value, cfg.block_size
         self.randomize_to = randomize_range(cfg, pos)
         self.trained_scaling = pos.scaling

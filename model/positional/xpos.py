@@ -30,7 +30,7 @@ from model.config import ModelConfig
 from model.positional.base import Family, PositionalEncoding, Positions, Rotation
 from model.positional.randomized import RandomizableConfig, randomize_range
 from model.positional.registry import register
-from model.positional.rope import Pairing, pair_tables
+from model.positional.rope import Pairing, pair_tables, rotary_dim_of
 from model.positional.rope_scaling import base_inv_freq
 
 
@@ -53,10 +53,7 @@ class XPos(PositionalEncoding):
 
     def __init__(self, cfg: ModelConfig, pos: Config):
         super().__init__()
-        head_dim = cfg.n_embd // cfg.n_head
-        self.rotary_dim = pos.rotary_dim if pos.rotary_dim is not None else head_dim
-        if self.rotary_dim % 2 or not 0 < self.rotary_dim <= head_dim:
-            raise ValueError(f"pos.rotary_dim must be even and in (0, head_dim={head_dim}], got {self.rotary_dim}")
+        self.rotary_dim = rotary_dim_of(cfg, pos.rotary_dim)
         if pos.scale_base <= 0 or pos.smoothing <= 0:
             raise ValueError(f"pos.scale_base and pos.smoothing must be > 0, got {pos.scale_base}, {pos.smoothing}")
         self.pairing, self.scale_base, self.centre = Pairing(pos.pairing).value, pos.scale_base, cfg.block_size // 2
