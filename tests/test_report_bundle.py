@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,16 @@ def test_committed_report_refused_from_uncommitted_code(tmp_path, monkeypatch):
     with pytest.raises(ablation.CompareError, match="uncommitted.*allow_dirty=true"):
         ablation.run_comparison(cfg, "test")
     assert not (ROOT / "report" / "never_written").exists() and not (tmp_path / "runs").exists()
+
+
+COMMITTED = sorted(p.parent for p in (ROOT / "report").glob("*/info.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", COMMITTED, ids=[p.name for p in COMMITTED])
+def test_committed_reports_rebuild_to_their_markdown(tmp_path, folder):
+    """Every committed report still comes out of its own files with the current code."""
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.png", "report.md"))
+    assert rebuild(copy).read_text() == (folder / "report.md").read_text()
+    assert sorted(p.name for p in copy.glob("*.png")) == sorted(p.name for p in folder.glob("*.png"))
