@@ -1,7 +1,7 @@
 """compare.py: compare the positional encodings: train each with one recipe, evaluate, write the report.
 
     python compare.py preset=smoke                 # every encoding, 2 CPU cores, < 10 minutes
-    python compare.py preset=cpu jobs=2            # the CPU ablation, ~80 minutes on 2 cores
+    python compare.py preset=cpu jobs=2            # the CPU ablation, ~2.5 hours on 2 cores
     python compare.py preset=cpu seeds=[0,1,2] jobs=2   # three seeds: 95% intervals over seeds
     python compare.py preset=h100                  # three seeds each, one H100, < 30 minutes
     python compare.py preset=cpu encodings=[rope,alibi] seeds=[0,1,2] name=mine
