@@ -32,6 +32,8 @@ def compare_peak_rss_mib(tmp_path, encodings: str) -> float:
 
 @pytest.mark.slow
 def test_peak_rss_does_not_grow_with_the_number_of_runs(tmp_path):
-    one = compare_peak_rss_mib(tmp_path, "[rope]")
+    # the heaviest of the three alone (t5: its bias-table gradient), so that the bound measures
+    # growth with the number of runs, not the difference between encodings
+    one = max(compare_peak_rss_mib(tmp_path, "[t5]"), compare_peak_rss_mib(tmp_path, "[rope]"))
     three = compare_peak_rss_mib(tmp_path, "[learned,t5,rope]")
     assert three < 1.2 * one, (one, three)  # measured: 819 MiB for one run, 882 MiB for all six
