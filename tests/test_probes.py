@@ -284,6 +284,29 @@ def test_run_probes_covers_every_variant_and_respects_the_table_and_the_switch()
         run_small("nope", small_probe_cfg(retrieval={"words": [" cat", " elephantine"]}))
 
 
+def test_the_plans_forwards_by_length_are_what_the_probes_forward():
+    """compare.py's estimate times the probes from ProbePlan.forwards: per variant, tokens
+    forwarded at each length; here every model.hidden call of a real run is recorded."""
+    from collections import Counter
+    from evaluation.probes.run import ProbePlan
+    cfg = small_probe_cfg()
+    model = tiny_model("rope", block_size=8, vocab_size=50257)
+    text = EvalText("t", np.random.default_rng(0).integers(0, 50257, 400).astype(np.uint16), [(0, 400)], [])
+    plan = ProbePlan(model, cfg, {"t": text})
+    seen, hidden = Counter(), model.hidden
+    def recording_hidden(x, *args, **kwargs):
+        seen[x.shape[1]] += x.numel()
+        return hidden(x, *args, **kwargs)
+    model.hidden = recording_hidden
+    enc = get_tokenizer("gpt2")
+    run_probes(model, cfg, {"t": text}, Vocab("gpt2", enc.n_vocab, enc.eot_token), CPU, log=lambda s: None)
+    planned = Counter()
+    for by_length in plan.forwards.values():
+        for T, tokens in by_length.items():
+            planned[T] += tokens * len(plan.variants)
+    assert seen == planned and len(planned) > 2
+
+
 @pytest.mark.slow
 def test_report_has_the_usable_context_section(tmp_path):
     from tests.test_compare import compose_compare, fake_run

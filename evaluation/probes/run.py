@@ -38,20 +38,21 @@ class ProbePlan:
         self.probes = [Probe(p) for p in cfg.probes]
         L = model.cfg.block_size
         self.variants = model_variants(model, cfg)
-        self.work: dict[str, int] = {}  # probe -> tokens forwarded per variant
+        self.forwards: dict[str, dict[int, int]] = {}  # probe -> {forward length: tokens forwarded}, per variant
         if Probe.repeat in self.probes:
             r = cfg.repeat
             self.distances = distances_of(L, list(r.distances), r.span)
             names = list(texts) if r.sets is None else [_set_name("eval.repeat.sets", n, texts) for n in r.sets]
             self.spans = {n: plan_spans(texts[n].docs, self.distances[-1], r.spans) for n in names}
-            self.work["repeat"] = sum(len(s) * (2 * d + r.span) for s in self.spans.values()
-                                      for d in self.distances if fits(model, 2 * d + r.span))
+            spans = sum(len(s) for s in self.spans.values())
+            self.forwards["repeat"] = {2 * d + r.span: spans * (2 * d + r.span) for d in self.distances
+                                       if fits(model, 2 * d + r.span)}
         if Probe.retrieval in self.probes:
             r = cfg.retrieval
             self.retrieval_set = _set_name("eval.retrieval.set", r.set, texts)
             self.retrieval_lengths = eval_lengths(L, list(r.lengths))
             trials = len(r.depths) * len(r.words) * r.fillers
-            self.work["retrieval"] = sum(trials * T for T in self.retrieval_lengths if fits(model, T))
+            self.forwards["retrieval"] = {T: trials * T for T in self.retrieval_lengths if fits(model, T)}
         if Probe.attention in self.probes:
             a = cfg.attention
             if a.windows < 1:
@@ -61,7 +62,8 @@ class ProbePlan:
             self.attention_starts = spread_positions(texts[self.attention_set].docs, 0,
                                                      max(self.attention_lengths, default=0), a.windows,
                                                      "eval.attention.windows")
-            self.work["attention"] = a.windows * sum(self.attention_lengths)
+            self.forwards["attention"] = {T: a.windows * T for T in self.attention_lengths}
+        self.work = {probe: sum(by_length.values()) for probe, by_length in self.forwards.items()}  # per variant
 
     def describe(self, cfg: EvalConfig) -> str:
         if not self.probes:
