@@ -310,7 +310,8 @@ def test_project_paths_are_relative_to_the_root(tmp_path):
 def test_cli_prepares_the_sample(tmp_path, enc):
     out = tmp_path / "sample"
     run = subprocess.run(
-        [sys.executable, str(ROOT / "prepare.py"), "data=tinystories_sample", f"data.cache_dir={out}"],
+        [sys.executable, str(ROOT / "prepare.py"), "data=tinystories_sample", "data.vocab_size=null",
+         f"data.cache_dir={out}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 0, run.stderr
@@ -324,6 +325,23 @@ def test_cli_prepares_the_sample(tmp_path, enc):
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert bad.returncode == 1 and "missing.txt does not exist" in bad.stderr
+
+
+def test_prepare_py_makes_the_corpus_a_plain_train_py_uses():
+    """The same data config, vocabulary included, so `python prepare.py` then `python train.py`
+    tokenizes once."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from configs.compose import compose_job
+    from configs.schema import CONFIG_DIR, register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        prepare = compose("prepare")
+    train = compose_job()
+    assert OmegaConf.to_container(prepare.data) == OmegaConf.to_container(train.data)
+    assert train.data.vocab_size is not None
 
 
 def test_dict_config_is_accepted(tmp_path, enc):
