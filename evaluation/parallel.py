@@ -48,6 +48,15 @@ def _steps_done(run_dir: Path) -> tuple[int, bool]:
     return step, finished
 
 
+def steps_before(spec, status: str) -> int:
+    """Steps a run has trained before this invocation: all of them when it is reused, the last
+    logged step when it resumes. The progress bar counts only the steps after, so its rate and
+    time left are this invocation's."""
+    if status == "done":
+        return int(spec.job.train.max_steps)
+    return _steps_done(spec.run_dir)[0] if status == "resume" else 0
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -65,7 +74,8 @@ def run_parallel(specs: list, statuses: list[str], sampled: list[bool], cfg: Dic
     running: dict[int, subprocess.Popen] = {}
     results: dict[int, dict] = {}
     failed: list[str] = []
-    total = sum(int(s.job.train.max_steps) for s in specs)
+    start = [steps_before(s, st) for s, st in zip(specs, statuses)]
+    total = sum(int(s.job.train.max_steps) - first for s, first in zip(specs, start))
     bar = tqdm(total=total, unit="step", desc=f"compare ({cfg.jobs} jobs x {threads} thread(s))", dynamic_ncols=True,
                disable=not cfg.train.progress)
     try:
@@ -88,7 +98,8 @@ def run_parallel(specs: list, statuses: list[str], sampled: list[bool], cfg: Dic
             states = []
             for i, s in enumerate(specs):
                 step, finished = _steps_done(s.run_dir)
-                done += min(step, int(s.job.train.max_steps)) if (i in running or i in results) else 0
+                if i in running or i in results:
+                    done += max(0, min(step, int(s.job.train.max_steps)) - start[i])
                 if i in running:
                     states.append(f"{s.run_dir.name} " + ("eval/samples" if finished else f"step {step}"))
             bar.n = done

@@ -54,3 +54,21 @@ def test_parallel_runs_equal_sequential_runs(tmp_path):
     assert "| rope + yarn |" in par_report and "**alibi**" in par_report
     table = lambda text: [ln for ln in text.splitlines() if ln.startswith("| rope + yarn")]  # noqa: E731
     assert table(seq_report) == table(par_report)
+
+
+def test_the_progress_bar_counts_only_the_steps_this_invocation_trains(tmp_path):
+    from types import SimpleNamespace
+
+    from evaluation.parallel import steps_before
+
+    def spec(name: str, logged: list[dict]) -> SimpleNamespace:
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in logged) + '{"event": "tr')
+        return SimpleNamespace(run_dir=run_dir, job=SimpleNamespace(train=SimpleNamespace(max_steps=1000)))
+
+    resumed = spec("resumed", [{"event": "train", "step": 290}, {"event": "eval", "step": 300}])
+    reused = spec("reused", [{"event": "summary", "step": 1000}])
+    assert steps_before(resumed, "resume") == 300  # the half-written last line is skipped
+    assert steps_before(reused, "done") == 1000
+    assert steps_before(spec("new", []), "new") == 0
