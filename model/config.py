@@ -31,6 +31,7 @@ class ModelConfig:
     vocab_size: Optional[int] = None
     dropout: float = 0.0  # on embeddings, attention weights and residual branches; 0 disables
     bias: bool = True  # biases in the linear layers and LayerNorms
+    tie_embeddings: bool = True  # the output layer is the token table (Press & Wolf 2017); false: its own V x C matrix
     attn_backend: AttnBackend = AttnBackend.auto  # auto: SDPA on CPU, FlexAttention for bias encodings on CUDA
 
 

@@ -59,7 +59,8 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying (Press & Wolf 2017)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.wte.weight  # weight tying (Press & Wolf 2017)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2: scale residual projections by 1/sqrt(2 L)
@@ -176,15 +177,17 @@ class GPT(nn.Module):
             )
 
     def param_counts(self) -> dict[str, int]:
-        """Embedding (token table, and the learned position table) vs everything else; the tied
-        head is counted once, in the token table."""
+        """Embedding (token table, the learned position table, and an untied output layer, a
+        second vocabulary table) vs everything else; a tied head is counted once, in the token table."""
         total = sum(p.numel() for p in self.parameters())
-        embedding = self.wte.weight.numel() + self.pos.embedding_parameters()
+        head = 0 if self.cfg.tie_embeddings else self.lm_head.weight.numel()
+        embedding = self.wte.weight.numel() + self.pos.embedding_parameters() + head
         return {"embedding": embedding, "non_embedding": total - embedding, "total": total}
 
     def flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs per token (Kaplan et al. 2020; PaLM App. B): 6 N for the matmuls, with N
-        the non-embedding weights plus the tied head, and 12 L C T for attention scores and values."""
+        the non-embedding weights plus the head (one V x C matmul, tied or not), and 12 L C T for
+        attention scores and values."""
         counts = self.param_counts()
         n = counts["non_embedding"] + self.wte.weight.numel()
         cfg = self.cfg

@@ -46,6 +46,23 @@ def test_head_is_tied_to_token_embedding():
     assert model.lm_head.weight is model.wte.weight
 
 
+def test_untied_head_is_its_own_table_counted_with_the_embeddings():
+    tied, untied = tiny_model("rope"), tiny_model("rope", tie_embeddings=False)
+    V, C = untied.cfg.vocab_size, untied.cfg.n_embd
+    assert untied.lm_head.weight is not untied.wte.weight
+    t, u = tied.param_counts(), untied.param_counts()
+    assert u["embedding"] == t["embedding"] + V * C and u["non_embedding"] == t["non_embedding"]
+    assert u["total"] == t["total"] + V * C == sum(p.numel() for p in untied.parameters())
+    assert untied.flops_per_token(32) == tied.flops_per_token(32)  # one V x C head matmul either way
+    idx = torch.randint(0, V, (2, 8), generator=torch.Generator().manual_seed(0))
+    untied(idx, idx)[1].backward()
+    assert untied.wte.weight.grad[idx.unique()].abs().sum() > 0 and untied.lm_head.weight.grad.abs().sum() > 0
+    # the head's gradient reaches every row (softmax over all ids); the table's only the ids in idx
+    unused = torch.ones(V, dtype=torch.bool)
+    unused[idx.unique()] = False
+    assert untied.wte.weight.grad[unused].abs().sum() == 0 < untied.lm_head.weight.grad[unused].abs().sum()
+
+
 def test_loss_ignores_minus_one_targets():
     model = tiny_model("alibi")
     idx = torch.randint(0, 101, (2, 10), generator=torch.Generator().manual_seed(0))

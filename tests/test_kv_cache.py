@@ -59,6 +59,14 @@ def test_prefill_then_decode_equals_full_forward(encoding, scaling):
             assert diff <= 1e-4, f"{encoding}/{scaling} chunk {chunk}: max abs diff {diff}"
 
 
+def test_untied_head_decodes_the_full_forward_logits():
+    model = tiny_model("alibi", tie_embeddings=False)
+    idx = torch.randint(0, 101, (2, 40), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(idx)[0]
+        assert (decoder_logits(model, idx, prefill=10) - full[:, 9:]).abs().max() <= 1e-4
+
+
 def test_dynamic_scaling_is_active_past_training_length():
     """Guard for the test above: with dynamic NTK the prefix forward differs from no scaling."""
     idx = torch.randint(0, 101, (1, 48), generator=torch.Generator().manual_seed(2))

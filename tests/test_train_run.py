@@ -79,3 +79,15 @@ def test_wandb_offline_run_folder(tmp_path, sample_data, monkeypatch):  # noqa: 
     assert folders[0].name.endswith(wandb_id)
     # The run's name, in the log `wandb sync` uploads, says the encoding and the size.
     assert b"alibi-1x16-" in (folders[0] / f"run-{wandb_id}.wandb").read_bytes()
+
+
+@pytest.mark.slow
+def test_untied_head_trains_saves_and_loads(tmp_path, sample_data):  # noqa: F811
+    run_training(compose_job([*RUN, *sample_data, "model.tie_embeddings=false", f"out_dir={tmp_path}"]))
+    model, cfg = load_model(tmp_path / CKPT_LAST)
+    assert cfg["model"]["tie_embeddings"] is False and model.lm_head.weight is not model.wte.weight
+    state = load_checkpoint(tmp_path / CKPT_LAST)["model"]
+    assert not torch.equal(state["lm_head.weight"], state["wte.weight"])  # both trained, apart
+    assert torch.equal(model.lm_head.weight, state["lm_head.weight"])
+    start = read_metrics(tmp_path)[0]
+    assert start["params"]["embedding"] == 2 * model.wte.weight.numel()
