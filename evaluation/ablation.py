@@ -44,7 +44,7 @@ from evaluation.samples import samples_record, sample_stories
 from model.positional import config_class, encoding_names
 from training.build import build_model
 from training.device import resolve_device
-from training.checkpoint import CKPT_LAST, load_model_and_vocab, resolve_checkpoint
+from training.checkpoint import CKPT_LAST, CheckpointError, load_model_and_vocab, resolve_checkpoint
 from data.config import ROOT, project_path
 from training.job import as_train_job
 from training.metrics import METRICS_FILE, read_metrics
@@ -143,18 +143,44 @@ def describe_plan(cfg: DictConfig, specs: list[RunSpec], train_tokens: int, voca
     return "\n".join(lines)
 
 
-def _checkpoint_id(run_dir: Path) -> dict:
-    path = resolve_checkpoint(run_dir)
+def _checkpoint_id(run_dir: Path) -> Optional[dict]:
+    """The checkpoint an eval.json or samples.json is made from, or None when the run directory
+    holds none (a finished run copied from a committed report: its files travel without checkpoints)."""
+    try:
+        path = resolve_checkpoint(run_dir)
+    except CheckpointError:
+        return None
     return {"checkpoint": str(path), "checkpoint_mtime_ns": path.stat().st_mtime_ns}
+
+
+def _reusable(run_dir: Path, file: str, settings: dict, stage: str) -> Optional[dict]:
+    """The run's cached `file` when it was made from its checkpoint with these settings, else
+    None (make it again). Without a checkpoint the cached file is the run's only result: reused
+    when its settings match, an error when they differ or it is missing."""
+    cached = read_json(run_dir / file)
+    checkpoint = _checkpoint_id(run_dir)
+    made_with = {} if checkpoint is None else checkpoint
+    if cached is not None and all(cached.get(k) == v for k, v in (made_with | settings).items()):
+        return cached
+    if checkpoint is None:
+        differs = "" if cached is None else ", ".join(sorted(
+            f"{key}.{k}" for key, wanted in settings.items() for made in [cached.get(key) or {}]
+            for k in set(made) | set(wanted) if made.get(k) != wanted.get(k)))
+        raise CompareError(
+            f"{run_dir} holds no checkpoint to {stage} from, and its {file} "
+            + ("is missing" if cached is None else f"was made with other settings (differs in {differs})")
+            + ": use the settings of its " + file + ", or remove the run directory to train it again")
+    return None
 
 
 def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
     """eval.json of one run: reused when its checkpoint and eval settings are unchanged."""
-    ident = _checkpoint_id(spec.run_dir) | {"eval_config": {k: v for k, v in plain(eval_cfg).items() if k != "progress"}}
-    cached = read_json(spec.run_dir / EVAL_FILE)
-    if cached is not None and all(cached.get(k) == v for k, v in ident.items()):
+    settings = {"eval_config": {k: v for k, v in plain(eval_cfg).items() if k != "progress"}}
+    cached = _reusable(spec.run_dir, EVAL_FILE, settings, "evaluate")
+    if cached is not None:
         print(f"eval {spec.run_dir.name}: reusing {EVAL_FILE}")
         return cached
+    ident = _checkpoint_id(spec.run_dir) | settings
     cfg: EvalConfig = OmegaConf.to_object(eval_cfg)
     device = resolve_device(cfg.device, option="eval.device")
     model, _, vocab = load_model_and_vocab(spec.run_dir, device)
@@ -168,10 +194,11 @@ def evaluate_run(spec: RunSpec, eval_cfg: DictConfig) -> dict:
 
 
 def sample_run(spec: RunSpec, samples_cfg: DictConfig, device_name: str) -> dict:
-    ident = _checkpoint_id(spec.run_dir) | {"config": plain(samples_cfg)}
-    cached = read_json(spec.run_dir / SAMPLES_FILE)
-    if cached is not None and all(cached.get(k) == v for k, v in ident.items()):
+    settings = {"config": plain(samples_cfg)}
+    cached = _reusable(spec.run_dir, SAMPLES_FILE, settings, "sample")
+    if cached is not None:
         return cached
+    ident = _checkpoint_id(spec.run_dir) | settings
     cfg: SamplesConfig = OmegaConf.to_object(samples_cfg)
     device = resolve_device(device_name, option="eval.device")
     model, _, vocab = load_model_and_vocab(spec.run_dir, device)

@@ -174,3 +174,23 @@ def test_smoke_preset_end_to_end_reduced(tmp_path, capsys):
     other = compose_compare(["preset=smoke", f"out_dir={tmp_path}/runs", "train.max_steps=3"])
     with pytest.raises(CompareError, match="another configuration"):
         run_status(make_specs(other)[0])
+
+
+@pytest.mark.slow
+def test_runs_without_checkpoints_are_reused_from_their_files_and_never_reevaluated(tmp_path):
+    """A committed report's runs travel without checkpoints: copied into out_dir, compare.py
+    reuses their eval.json and samples.json (and trains what is missing) as long as the eval and
+    sample settings are theirs, and says why it cannot when they are not."""
+    from evaluation.ablation import CompareError, run_comparison
+    from tests.test_compare_parallel import tiny
+
+    overrides = [o.replace("encodings=[rope,alibi,learned]", "encodings=[rope,alibi]") for o in tiny(tmp_path, "a", 1)]
+    first = run_comparison(compose_compare(overrides), "test").read_text()
+    for ckpt in (tmp_path / "a").glob("*/ckpt_*.pt"):
+        ckpt.unlink()
+    files = {p: p.read_bytes() for p in (tmp_path / "a").glob("*/*.json")}
+    again = run_comparison(compose_compare(overrides), "test").read_text()
+    assert {p: p.read_bytes() for p in files} == files  # reused, not rewritten
+    assert again.split("## Setup")[1] == first.split("## Setup")[1]
+    with pytest.raises(CompareError, match=r"holds no checkpoint to evaluate from.*differs in eval_config.multipliers"):
+        run_comparison(compose_compare([*overrides, "eval.multipliers=[1]"]), "test")
