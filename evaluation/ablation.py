@@ -26,6 +26,7 @@ from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from data.config import DataConfig
 from data.files import write_json_atomic
@@ -107,7 +108,11 @@ def run_status(spec: RunSpec) -> str:
     saved_path = spec.run_dir / "config.yaml"
     if not saved_path.is_file():
         return "new"
-    saved = _comparable(OmegaConf.to_container(OmegaConf.load(saved_path), resolve=True))
+    try:  # through the schema, so that an option added since (with its default) compares equal
+        saved = _comparable(plain(as_train_job(OmegaConf.load(saved_path))))
+    except OmegaConfBaseException as e:  # an option since removed or retyped
+        raise CompareError(f"{saved_path} is not a configuration this code can take ({e}). Remove that "
+                           "directory, or write this comparison elsewhere with out_dir=PATH (or name=NAME)") from e
     wanted = _comparable(plain(spec.job))
     if saved != wanted:
         diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))

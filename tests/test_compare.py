@@ -180,7 +180,8 @@ def test_smoke_preset_end_to_end_reduced(tmp_path, capsys):
 def test_runs_without_checkpoints_are_reused_from_their_files_and_never_reevaluated(tmp_path):
     """A committed report's runs travel without checkpoints: copied into out_dir, compare.py
     reuses their eval.json and samples.json (and trains what is missing) as long as the eval and
-    sample settings are theirs, and says why it cannot when they are not."""
+    sample settings are theirs, and says why it cannot when they are not. A config.yaml without
+    an option added since (at its default) is the same configuration."""
     from evaluation.ablation import CompareError, run_comparison
     from tests.test_compare_parallel import tiny
 
@@ -188,6 +189,10 @@ def test_runs_without_checkpoints_are_reused_from_their_files_and_never_reevalua
     first = run_comparison(compose_compare(overrides), "test").read_text()
     for ckpt in (tmp_path / "a").glob("*/ckpt_*.pt"):
         ckpt.unlink()
+    for saved in (tmp_path / "a").glob("*/config.yaml"):  # as if written before an option was added
+        job = OmegaConf.load(saved)
+        del job.model["tie_embeddings"]
+        OmegaConf.save(job, saved)
     files = {p: p.read_bytes() for p in (tmp_path / "a").glob("*/*.json")}
     again = run_comparison(compose_compare(overrides), "test").read_text()
     assert {p: p.read_bytes() for p in files} == files  # reused, not rewritten
