@@ -164,17 +164,16 @@ def estimate_line(cfg: DictConfig, specs: list, statuses: list[str], threads: in
             train_s += step * cfg.train.max_steps * todo
             eval_s += ev * todo
             per_enc.append(f"{enc} {step:.2f} s/step, evaluation {ev / 60:.1f} min")
-        slowdown = 1.0
-        runs = sum(st != "done" for st in statuses)
+        slowdown, runs = None, sum(st != "done" for st in statuses)
         if first_step is not None and cfg.jobs > 1 and runs > 1:
             slowdown = side_by_side_slowdown(cfg, first_step[0], device, vocab.size, threads, first_step[1])
     finally:
         torch.set_num_threads(before)
     if not per_enc:
         return "expected: every run finished earlier; only missing evaluations, samples and the report remain", cost
-    wall = (train_s + eval_s) / min(cfg.jobs, max(1, runs)) * slowdown
+    wall = (train_s + eval_s) / min(cfg.jobs, max(1, runs)) * (slowdown or 1.0)
     side = (f", x {slowdown:.2f} for {cfg.jobs} runs side by side ({first_step[0]}'s step timed in {cfg.jobs} "
-            f"processes at once)" if slowdown > 1.0 else "")
+            f"processes at once)" if slowdown is not None else "")
     return (f"expected: ~{wall / 60:.0f} min with jobs={cfg.jobs} x {threads} thread(s) (training {train_s / 60:.1f} "
             f"+ evaluation and probes {eval_s / 60:.1f} min of run time alone{side}; not counting samples), "
             f"measured just now in {time.perf_counter() - start:.0f} s at a 1-minute load average of "
