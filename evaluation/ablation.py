@@ -103,6 +103,10 @@ def _comparable(job: dict) -> dict:
     return job
 
 
+def _differing_keys(saved: dict, wanted: dict) -> list[str]:
+    return sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+
+
 def run_status(spec: RunSpec) -> str:
     """"done" (reuse), "resume", or "new"; CompareError if the directory holds another config."""
     saved_path = spec.run_dir / "config.yaml"
@@ -115,7 +119,7 @@ def run_status(spec: RunSpec) -> str:
                            "directory, or write this comparison elsewhere with out_dir=PATH (or name=NAME)") from e
     wanted = _comparable(plain(spec.job))
     if saved != wanted:
-        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        diff = _differing_keys(saved, wanted)
         raise CompareError(
             f"{spec.run_dir} holds a run with another configuration (differs in {diff}). Remove that "
             "directory, or write this comparison elsewhere with out_dir=PATH (or name=NAME)"
@@ -164,13 +168,11 @@ def _reusable(run_dir: Path, file: str, settings: dict, stage: str) -> Optional[
     when its settings match, an error when they differ or it is missing."""
     cached = read_json(run_dir / file)
     checkpoint = _checkpoint_id(run_dir)
-    made_with = {} if checkpoint is None else checkpoint
-    if cached is not None and all(cached.get(k) == v for k, v in (made_with | settings).items()):
+    if cached is not None and all(cached.get(k) == v for k, v in ((checkpoint or {}) | settings).items()):
         return cached
     if checkpoint is None:
-        differs = "" if cached is None else ", ".join(sorted(
-            f"{key}.{k}" for key, wanted in settings.items() for made in [cached.get(key) or {}]
-            for k in set(made) | set(wanted) if made.get(k) != wanted.get(k)))
+        differs = "" if cached is None else ", ".join(
+            f"{key}.{k}" for key, wanted in settings.items() for k in _differing_keys(cached.get(key) or {}, wanted))
         raise CompareError(
             f"{run_dir} holds no checkpoint to {stage} from, and its {file} "
             + ("is missing" if cached is None else f"was made with other settings (differs in {differs})")
